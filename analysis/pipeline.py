@@ -1,0 +1,174 @@
+"""The ``analyze`` job: load → reconcile → classify → match tickets → write the contract outputs.
+
+Examples
+--------
+>>> from analysis.io import load_dataset            # doctest: +SKIP
+>>> result = analyze(load_dataset("data/case_study"))  # doctest: +SKIP
+>>> result.write("out")                             # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .causes import classify
+from .contract import OUTPUTS, TIMEZONE
+from .io import Dataset
+from .reconcile import default_as_of, outcome_counts, reconcile
+from .tickets import match_tickets
+from .workdays import WorkCalendar, china_calendar
+
+
+def parse_as_of(value: str | pd.Timestamp | None) -> pd.Timestamp | None:
+    """Parse an ``--as-of`` moment; a time without offset is Asia/Shanghai local time.
+
+    Examples
+    --------
+    >>> str(parse_as_of("2026-04-30 18:00"))
+    '2026-04-30 18:00:00+08:00'
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    ts = pd.Timestamp(value)
+    if ts.tzinfo is None:
+        return ts.tz_localize(TIMEZONE)
+    return ts.tz_convert(TIMEZONE)
+
+
+def calendar_for(dataset: Dataset) -> WorkCalendar:
+    """A working calendar from the first year in the data to the last announced year."""
+    ts = dataset.transactions["timestamp"]
+    first = int(ts.min().year) if len(ts) else pd.Timestamp.now(TIMEZONE).year
+    return china_calendar(first_year=first)
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    """Everything ``analyze`` produced, ready to write or to explore.
+
+    Attributes
+    ----------
+    as_of : pandas.Timestamp
+        The moment of analysis.
+    reconciled : DataFrame
+        One row per transaction with its money outcome.
+    incidents : DataFrame
+        One row per incident with cause, confidence, evidence and next step.
+    tickets : DataFrame
+        One row per complaint with the matched transaction.
+    clusters : DataFrame
+        ``merchant_id, cluster_id`` (empty until merchant clustering lands).
+    shared_faults : list of dict
+        Faults shared by several merchants (empty until shared-fault detection lands).
+    fix_effects : DataFrame
+        One row per intervention and metric (empty until fix evaluation lands).
+    """
+
+    as_of: pd.Timestamp
+    reconciled: pd.DataFrame = field(repr=False)
+    incidents: pd.DataFrame = field(repr=False)
+    tickets: pd.DataFrame = field(repr=False)
+    clusters: pd.DataFrame = field(repr=False)
+    shared_faults: list = field(repr=False)
+    fix_effects: pd.DataFrame = field(repr=False)
+
+    def __repr__(self) -> str:
+        return (
+            f"AnalysisResult(as_of={self.as_of}, transactions={len(self.reconciled):,}, "
+            f"incidents={len(self.incidents):,}, tickets={len(self.tickets):,}, "
+            f"shared_faults={len(self.shared_faults)})"
+        )
+
+    def summary(self) -> str:
+        """Outcome counts and incidents by cause as plain text."""
+        lines = [repr(self), "", "Outcomes:"]
+        lines.append(outcome_counts(self.reconciled).to_string(index=False))
+        if len(self.incidents):
+            lines += ["", "Incidents by cause:"]
+            lines.append(self.incidents["cause"].value_counts().to_string())
+        return "\n".join(lines)
+
+    def write(self, out_dir: str | Path) -> list[Path]:
+        """Write the contract's output files into ``out_dir``."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        frames = {
+            "incidents.csv": self.incidents,
+            "tickets.csv": self.tickets,
+            "clusters.csv": self.clusters,
+            "fix_effects.csv": self.fix_effects,
+        }
+        written = []
+        for name, frame in frames.items():
+            cols = list(OUTPUTS[name])
+            target = out / name
+            _contract_frame(frame, cols).to_csv(target, index=False, encoding="utf-8")
+            written.append(target)
+        target = out / "shared_faults.json"
+        target.write_text(
+            json.dumps(self.shared_faults, ensure_ascii=False, indent=2, default=str) + "\n",
+            encoding="utf-8",
+        )
+        written.append(target)
+        return written
+
+
+def _contract_frame(frame: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    """The contract's columns of ``frame`` in order; absent ones are empty."""
+    return frame.reindex(columns=cols)
+
+
+def analyze(
+    dataset: Dataset,
+    *,
+    as_of: str | pd.Timestamp | None = None,
+    progress: bool = False,
+) -> AnalysisResult:
+    """Run reconciliation, cause classification and ticket matching on a dataset.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        A validated dataset (``analysis.io.load_dataset``).
+    as_of : str or Timestamp, optional
+        Moment of analysis; default the latest time in the data (contract).
+    progress : bool
+        Show a progress bar over the steps.
+    """
+    from tqdm.auto import tqdm
+
+    steps = tqdm(total=3, desc="analyze", disable=not progress, unit="step")
+    moment = parse_as_of(as_of) or default_as_of(dataset)
+    cal = calendar_for(dataset)
+    steps.set_postfix_str("reconcile")
+    reconciled = reconcile(
+        dataset.transactions, dataset.settlements, dataset.merchants, as_of=moment, calendar=cal
+    )
+    steps.update()
+    steps.set_postfix_str("classify")
+    incidents = classify(dataset, reconciled, as_of=moment, calendar=cal)
+    incidents = incidents.assign(cluster_id=pd.NA) if "cluster_id" not in incidents else incidents
+    steps.update()
+    steps.set_postfix_str("tickets")
+    if dataset.complaints is not None:
+        tickets = match_tickets(dataset.complaints, dataset.transactions, incidents)
+    else:
+        tickets = pd.DataFrame(columns=list(OUTPUTS["tickets.csv"]))
+    steps.update()
+    steps.close()
+    return AnalysisResult(
+        as_of=moment,
+        reconciled=reconciled,
+        incidents=incidents,
+        tickets=tickets,
+        clusters=pd.DataFrame(columns=list(OUTPUTS["clusters.csv"])),
+        shared_faults=[],
+        fix_effects=pd.DataFrame(columns=list(OUTPUTS["fix_effects.csv"])),
+    )
+
+
+__all__ = ["AnalysisResult", "analyze", "parse_as_of", "calendar_for"]
