@@ -169,7 +169,7 @@ def _cycles(transactions: pd.DataFrame, merchants: pd.DataFrame | None) -> np.nd
         return np.full(len(transactions), "T1", dtype=object)
     cycle = merchants.drop_duplicates("merchant_id").set_index("merchant_id")["settlement_cycle"]
     mapped = transactions["merchant_id"].map(cycle)
-    return mapped.astype(object).where(mapped.notna(), "T1").to_numpy()
+    return mapped.fillna("T1").to_numpy(dtype=object)
 
 
 def _settlement_columns(transactions: pd.DataFrame, settlements: pd.DataFrame | None) -> pd.DataFrame:
@@ -204,7 +204,7 @@ def _day_on_or_before(days: pd.Series, limit: pd.Series) -> pd.Series:
 
 def _approved(txns: pd.DataFrame) -> pd.Series:
     """True where the response is ``00`` and no reversal was needed (a missing reversal is ``none``)."""
-    reversal = txns["reversal"].astype(object).fillna("none")
+    reversal = txns["reversal"].fillna("none")
     return (txns["response_code"].eq(APPROVED).fillna(False) & reversal.eq("none")).astype(bool)
 
 
@@ -216,8 +216,8 @@ def _outcomes(
 ) -> np.ndarray:
     """The outcome of each transaction by the module's rules (see the module docstring)."""
     approved = _approved(txns)
-    reversal = txns["reversal"].astype(object).fillna("none")
-    status = settle["credit_status"].astype(object)
+    reversal = txns["reversal"].fillna("none")
+    status = settle["credit_status"]
     credited_day = to_business_date(settle["credited_at"])
     on_time = _day_on_or_before(credited_day, deadline) | settle["credited_at"].isna()
     conditions = [

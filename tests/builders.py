@@ -23,7 +23,7 @@ Defaults
 - settlements: cleared_date the transaction's calendar day, settled_amount its
   amount, credit_status ``credited`` with credited_at the next calendar day
   09:00 (empty unless credited).
-- terminal_events: event ``timeout``; complaints: ``C0001``…, kind
+- terminal_events: the only listed terminal (else ``TERM0001``), event ``timeout``; complaints: ``C0001``…, kind
   ``unsettled``; interventions: ``X0001``…, kind ``other``.
 
 Times are strings such as ``"2026-03-10 10:00"`` read as Asia/Shanghai (or any
@@ -251,6 +251,9 @@ def make_dataset(
     if len(m_rows) == 1:
         for row in t_rows + c_rows:
             row.setdefault("merchant_id", m_rows[0]["merchant_id"])
+    only_terminal = t_rows[0]["terminal_id"] if len(t_rows) == 1 else DEFAULT_TERMINAL
+    for row in e_rows:
+        row.setdefault("terminal_id", only_terminal)
     _derive_transactions(x_rows, t_rows, m_rows)
     t_rows = _add_missing(
         t_rows,
