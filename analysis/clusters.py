@@ -163,7 +163,9 @@ def _density_labels(
     X = np.radians(np.column_stack([lat, lon]))
     eps_rad = eps_m / EARTH_RADIUS_M
     if method == "dbscan":
-        model = DBSCAN(eps=eps_rad, min_samples=min_samples, metric="haversine", algorithm="ball_tree")
+        model = DBSCAN(
+            eps=eps_rad, min_samples=min_samples, metric="haversine", algorithm="ball_tree"
+        )
     elif method == "hdbscan":
         if len(lat) < 2:
             return np.full(len(lat), -1)
@@ -273,12 +275,13 @@ def spatial_clusters(
 
 
 def _dominant(terminals: pd.DataFrame, attribute: str) -> tuple[pd.Series, pd.Series]:
-    """Per merchant: the value of ``attribute`` on most terminals (ties: smallest value) and all values."""
+    """Per merchant: the value on most terminals (ties: smallest value) and the sorted values."""
     t = terminals[["merchant_id", attribute]].dropna()
     counts = t.groupby(["merchant_id", attribute]).size().rename("n").reset_index()
     counts = counts.sort_values(["merchant_id", "n", attribute], ascending=[True, False, True])
     dominant = counts.drop_duplicates("merchant_id").set_index("merchant_id")[attribute]
-    values = counts.sort_values(["merchant_id", attribute]).groupby("merchant_id")[attribute].agg(list)
+    by_value = counts.sort_values(["merchant_id", attribute])
+    values = by_value.groupby("merchant_id")[attribute].agg(list)
     return dominant, values
 
 
@@ -331,7 +334,9 @@ def infrastructure_groups(
         dominant, values = _dominant(t.assign(**{a: t[a].astype("string")}), a)
         out[a] = dominant.reindex(out.index).astype("string")
         lists = values.to_dict()
-        out[f"{a}s"] = pd.Series([lists.get(i, []) for i in out.index], index=out.index, dtype=object)
+        out[f"{a}s"] = pd.Series(
+            [lists.get(i, []) for i in out.index], index=out.index, dtype=object
+        )
     return out.reset_index()
 
 
@@ -369,7 +374,8 @@ def group_table(terminals: pd.DataFrame, attribute: str) -> pd.DataFrame:
             "merchant_ids": g.agg(lambda s: sorted(s.unique())),
         }
     ).reset_index()
-    return out.sort_values(["n_merchants", attribute], ascending=[False, True]).reset_index(drop=True)
+    out = out.sort_values(["n_merchants", attribute], ascending=[False, True])
+    return out.reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------- result
@@ -460,7 +466,13 @@ class MerchantClusters:
 
     # ----------------------------------------------------------------- figure
 
-    def plot(self, ax=None, rates: pd.Series | Mapping[str, float] | None = None, *, max_legend: int = 12):
+    def plot(
+        self,
+        ax=None,
+        rates: pd.Series | Mapping[str, float] | None = None,
+        *,
+        max_legend: int = 12,
+    ):
         """Map of merchants coloured by cluster (or by a rate) with cluster outlines.
 
         Axes are longitude/latitude in degrees with a local equal-distance aspect
@@ -564,7 +576,8 @@ def _cluster_row(cid: str, g: pd.DataFrame) -> dict[str, Any]:
 def _order_clusters(s: pd.DataFrame) -> pd.DataFrame:
     """Spatial clusters by id (= size order), then singletons by id."""
     key = s["cluster_id"].str.startswith(NOISE_PREFIX)
-    return s.assign(_k=key).sort_values(["_k", "cluster_id"]).drop(columns="_k").reset_index(drop=True)
+    s = s.assign(_k=key).sort_values(["_k", "cluster_id"]).drop(columns="_k")
+    return s.reset_index(drop=True)
 
 
 def _draw_hull(ax, x: np.ndarray, y: np.ndarray, colour) -> None:

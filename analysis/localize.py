@@ -42,17 +42,20 @@ P10}``), a *cuboid* the set of attributes it fixes, its *layer* their number.
 
 Rates (derived measures)
 ------------------------
-The incident *rate* ``incidents / transactions`` is a derived measure. Following
-the paper (which takes the explanatory power of a derived measure ``a / b`` from
-its fundamental measures, as Adtributor does), the fundamental measures are
-used throughout:
+The incident *rate* ``incidents / transactions`` is a derived measure. RiskLoc
+(like Squeeze) handles a derived measure ``a / b`` through its fundamental
+measures: deviations are taken on the derived values and the explanatory power
+with the derived-measure formula of Adtributor (Bhagwan et al., NSDI 2014).
+Here, with ``a`` = incidents and ``b`` = transactions:
 
 * the deviation is that of the rate, ``d = 2 (f_a/f_b - v_a/v_b) / (f_a/f_b +
   v_a/v_b)``, which equals the deviation of the incident count ``v_a`` from the
   *volume-adjusted expectation* ``g = f_a v_b / f_b`` (``f_b`` = expected volume);
 * the explanatory power is the derived-measure formula
   ``ep = [(v_a - f_a) F_b - (v_b - f_b) F_a] / [F_b (F_b + v_b - f_b)]``
-  (``F`` = totals), here scaled by ``F_b`` so it reads in incidents.
+  (``F`` = totals), here scaled by ``F_b`` so it reads in incidents;
+* the ripple check compares each leaf's ``v_a`` with ``k g`` where ``k = sum(v_a)
+  / sum(g)`` is the element's relative risk (same as comparing rates).
 
 When the expected incidents are already given at the observed volume
 (``expected_volume=None``, e.g. from :func:`expected_from_baseline`, ``expected =
@@ -64,11 +67,22 @@ relative to what the volume predicts does.
 Statistical guard (addition to the paper)
 -----------------------------------------
 RiskLoc assumes an anomaly has already been detected in the total, and with
-sparse counts a lone leaf with 2 incidents where 0.3 were expected can reach
+sparse counts a lone leaf with 3 incidents where 0.5 were expected can reach
 ``score = 0.5``. A root cause must therefore also have a one-sided Poisson
 p-value, ``P(X >= v | X ~ Poisson(g))`` over its leaves, below ``alpha`` after a
 Bonferroni correction over every element that the search could consider.
 ``alpha=None`` gives the paper's method alone.
+
+Limitations
+-----------
+* Sparse leaves (a few expected incidents each) make relative deviations noisy
+  (0 incidents gives ``d = 2``); a real fault may then come out as several
+  sub-combinations. The result carries a note when the median expected count
+  per leaf is below 5: aggregate (fewer dims, longer period).
+* An excess on every leaf (a city-wide cause) is reported through a note, not as
+  a root cause; the search starts at one attribute.
+* Root causes are found greedily; a later one is scored on the leaves not
+  explained by earlier ones (its reported incidents cover all its leaves).
 
 Examples
 --------
@@ -103,7 +117,7 @@ CITATION = (
 )
 
 #: internal column names (measures are renamed to these while computing)
-_V, _G, _VOL, _FVOL = "_v", "_g", "_vol", "_fvol"
+_V, _F, _G, _VOL, _FVOL = "_v", "_f", "_g", "_vol", "_fvol"
 _MISSING = "(missing)"
 #: below this median expected count per leaf the result carries a sparsity note
 SPARSE_EXPECTED = 5.0
@@ -214,15 +228,17 @@ def _cutoff(s: np.ndarray, n_remove: int) -> float:
 
 def _explanatory_power(df: pd.DataFrame) -> np.ndarray:
     """Derived-measure explanatory power, in incidents (``v - f`` when f_b = v_b)."""
-    excess = (df[_V] - df["_f"]).to_numpy()
-    F_a, F_b = df["_f"].sum(), df[_FVOL].sum()
+    excess = (df[_V] - df[_F]).to_numpy()
+    F_a, F_b = df[_F].sum(), df[_FVOL].sum()
     if F_b <= 0:
         return excess
     dv_b = (df[_VOL] - df[_FVOL]).to_numpy()
     return (excess - dv_b * F_a / F_b) / (1.0 + dv_b / F_b)
 
 
-def _score_leaves(df: pd.DataFrame, direction: str, n_remove: int) -> tuple[pd.DataFrame, float, str]:
+def _score_leaves(
+    df: pd.DataFrame, direction: str, n_remove: int
+) -> tuple[pd.DataFrame, float, str]:
     """Add deviation, abnormal flag, weight and explanatory power per leaf (steps 1-3)."""
     d = _deviation(df[_V], df[_G])
     s, t, direction = _oriented(d, direction, n_remove)
@@ -243,14 +259,11 @@ def _score_leaves(df: pd.DataFrame, direction: str, n_remove: int) -> tuple[pd.D
 
 
 def _element_table(df: pd.DataFrame, cuboid: list[str], up: bool) -> pd.DataFrame:
-    """Every element of one cuboid over the leaves in ``df``: sums, r1, r2, score, p-value (step 4)."""
+    """Every element of one cuboid over the leaves in ``df``: sums, r1, r2, score, p (step 4)."""
     valid = (df[_V] > 0) & (df[_G] > 0)
     w = df["weight"]
     parts = df[cuboid].assign(
-        _v=df[_V],
-        _g=df[_G],
-        _vol=df[_VOL],
-        ep=df["ep"],
+        **{c: df[c] for c in (_V, _G, _VOL, "ep")},
         w_abn=w.where(df["abnormal"], 0.0),
         w_norm=w.where(~df["abnormal"], 0.0),
         n_abn=df["abnormal"].astype(int),
@@ -268,7 +281,6 @@ def _element_table(df: pd.DataFrame, cuboid: list[str], up: bool) -> pd.DataFram
     e["r2"] = np.divide(e["_absa"], e["_absd"], out=np.zeros(len(e)), where=e["_absd"] > 0)
     e["score"] = e["r1"] - e["r2"]
     e["p_value"] = _poisson_tail(e[_V].to_numpy(), e[_G].to_numpy(), up)
-    e["cuboid"] = [tuple(cuboid)] * len(e)
     e["attributes"] = [dict(zip(cuboid, vals)) for vals in e[cuboid].itertuples(index=False)]
     return e.drop(columns=cuboid + ["_vv", "_gv", "_absd", "_absa"])
 
@@ -456,14 +468,14 @@ def localize(
         raise ValueError(f"direction must be 'up', 'down' or 'auto', got {direction!r}")
     if max_set_size < 1:
         raise ValueError(f"max_set_size must be >= 1, got {max_set_size}")
-    measures = {actual: _V, expected: "_f", volume: _VOL}
+    measures = {actual: _V, expected: _F, volume: _VOL}
     if expected_volume is not None:
         measures[expected_volume] = _FVOL
     df = _canonical_leaves(leaves, dims, measures)
     if expected_volume is None:
         df[_FVOL] = df[_VOL]
     ratio = np.divide(df[_VOL], df[_FVOL], out=np.ones(len(df)), where=df[_FVOL] > 0)
-    df[_G] = df["_f"] * ratio  # expected incidents at the observed volume
+    df[_G] = df[_F] * ratio  # expected incidents at the observed volume
 
     scored, cutoff, direction = _score_leaves(df, direction, n_remove)
     total_ep = float(scored.loc[scored["abnormal"], "ep"].sum())
@@ -512,7 +524,9 @@ def _public_leaves(scored: pd.DataFrame, dims: Sequence[str]) -> pd.DataFrame:
     )[[*dims, "incidents", "expected", "transactions", "deviation", "abnormal", "weight", "excess"]]
 
 
-def _notes(scored: pd.DataFrame, total_ep: float, found: list, max_root_causes: int) -> tuple[str, ...]:
+def _notes(
+    scored: pd.DataFrame, total_ep: float, found: list, max_root_causes: int
+) -> tuple[str, ...]:
     notes = []
     if total_ep <= 0:
         notes.append("no leaf is beyond the cutoff in the anomaly direction: nothing to localize")
@@ -641,7 +655,8 @@ class Localization:
         ]
         for r in rc.itertuples():
             lines.append(
-                f"  {r.rank}. {r.root_cause}: {r.incidents:g} incidents vs {r.expected:.1f} expected "
+                f"  {r.rank}. {r.root_cause}: {r.incidents:g} incidents vs "
+                f"{r.expected:.1f} expected "
                 f"(rate {r.rate:.4f} vs {r.baseline_rate:.4f}, x{r.relative_risk:.1f}), "
                 f"score {r.score:.2f}, explains {r.explained_share:.0%} of the excess"
             )
@@ -764,8 +779,9 @@ def expected_from_baseline(
     Examples
     --------
     >>> import pandas as pd
-    >>> base = pd.DataFrame({"seg": ["X", "Y"], "incidents": [10, 30], "transactions": [1000, 1000]})
-    >>> cur = pd.DataFrame({"seg": ["X", "Y", "Z"], "incidents": [9, 31, 4], "transactions": [2000] * 3})
+    >>> base = pd.DataFrame({"seg": ["X", "Y"], "incidents": [10, 30],
+    ...                      "transactions": [1000, 1000]})
+    >>> cur = pd.DataFrame({"seg": ["X", "Y", "Z"], "transactions": [2000] * 3})
     >>> expected_from_baseline(cur, base, ["seg"], prior_volume=0)["expected"].tolist()
     [20.0, 60.0, 40.0]
     """

@@ -260,7 +260,8 @@ def test_plot_by_cluster_and_by_rate(two_groups):
     assert ax.get_xlabel() == "longitude (°E)" and ax.get_ylabel() == "latitude (°N)"
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "S001 (4)" in labels and "not clustered (2)" in labels
-    assert ax.get_aspect() == pytest.approx(1 / math.cos(math.radians(two_groups["latitude"].mean())))
+    lat0 = math.radians(two_groups["latitude"].mean())
+    assert ax.get_aspect() == pytest.approx(1 / math.cos(lat0))
     plt.close(ax.figure)
 
     fig, ax2 = plt.subplots()

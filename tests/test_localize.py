@@ -134,7 +134,8 @@ def test_deficit_direction_down():
 @settings(max_examples=8, deadline=None)
 @given(st.randoms(use_true_random=False))
 def test_row_order_does_not_matter(rnd):
-    leaves = synthetic_leaves(4, [({"network_segment": "CT-PD-0002"}, 6), ({"model": "B", "firmware": "3.0"}, 5)])
+    effects = [({"network_segment": "CT-PD-0002"}, 6), ({"model": "B", "firmware": "3.0"}, 5)]
+    leaves = synthetic_leaves(4, effects)
     ref = localize(leaves, list(DIMS))
     shuffled = leaves.sample(frac=1.0, random_state=rnd.randint(0, 2**31))
     got = localize(shuffled, list(DIMS))
@@ -183,7 +184,8 @@ def test_hand_computed_scores():
     # explanatory power (expected given at the observed volume): v - f
     np.testing.assert_allclose(loc.leaves["excess"], [20, 40, -1, 0])
 
-    # 4. risk of A=a1: r1 = (1 + 1) / (1 + 1 + 0 + 1); ripple: k = 90/30 = 3, a = (30, 60) = v -> r2 = 0
+    # 4. risk of A=a1: r1 = (1 + 1) / (1 + 1 + 0 + 1);
+    #    ripple: k = 90 / 30 = 3, a = k f = (30, 60) = v, so r2 = 0
     rc = loc.root_causes
     assert len(rc) == 1
     top = rc.iloc[0]
