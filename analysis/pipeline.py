@@ -16,11 +16,10 @@ from pathlib import Path
 import pandas as pd
 
 from .causes import classify
-from .contract import OUTPUTS, TIMEZONE
+from .contract import OUTPUTS
 from .io import Dataset
-from .reconcile import default_as_of, outcome_counts, reconcile
+from .reconcile import calendar_for, default_as_of, outcome_counts, reconcile, to_local_time
 from .tickets import match_tickets
-from .workdays import WorkCalendar, china_calendar
 
 
 def parse_as_of(value: str | pd.Timestamp | None) -> pd.Timestamp | None:
@@ -33,17 +32,7 @@ def parse_as_of(value: str | pd.Timestamp | None) -> pd.Timestamp | None:
     """
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    ts = pd.Timestamp(value)
-    if ts.tzinfo is None:
-        return ts.tz_localize(TIMEZONE)
-    return ts.tz_convert(TIMEZONE)
-
-
-def calendar_for(dataset: Dataset) -> WorkCalendar:
-    """A working calendar from the first year in the data to the last announced year."""
-    ts = dataset.transactions["timestamp"]
-    first = int(ts.min().year) if len(ts) else pd.Timestamp.now(TIMEZONE).year
-    return china_calendar(first_year=first)
+    return to_local_time(value)
 
 
 @dataclass(frozen=True)
@@ -143,7 +132,7 @@ def analyze(
 
     steps = tqdm(total=3, desc="analyze", disable=not progress, unit="step")
     moment = parse_as_of(as_of) or default_as_of(dataset)
-    cal = calendar_for(dataset)
+    cal = calendar_for(dataset.transactions["timestamp"])
     steps.set_postfix_str("reconcile")
     reconciled = reconcile(
         dataset.transactions, dataset.settlements, dataset.merchants, as_of=moment, calendar=cal
@@ -171,4 +160,4 @@ def analyze(
     )
 
 
-__all__ = ["AnalysisResult", "analyze", "parse_as_of", "calendar_for"]
+__all__ = ["AnalysisResult", "analyze", "parse_as_of"]
