@@ -222,7 +222,7 @@ txn_rows = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rows=st.lists(txn_rows, min_size=1, max_size=30), as_of_day=st.integers(0, 60))
 def test_every_transaction_gets_exactly_one_outcome(rows, as_of_day):
     start = pd.Timestamp("2026-01-20 10:00")
