@@ -44,6 +44,7 @@ Examples
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
@@ -154,31 +155,55 @@ def _validated_merchants(merchants: pd.DataFrame) -> pd.DataFrame:
 
 def _density_labels(
     lat: np.ndarray, lon: np.ndarray, eps_m: float, min_samples: int, method: str
-) -> np.ndarray:
-    """Raw scikit-learn labels (-1 = noise) for points in degrees."""
-    from sklearn.cluster import DBSCAN, HDBSCAN
+) -> tuple[np.ndarray, float]:
+    """Raw scikit-learn labels (-1 = noise) for points in degrees, and the eps applied (m)."""
+    from sklearn.cluster import DBSCAN
 
-    if len(lat) == 0:
-        return np.empty(0, dtype=int)
+    if method not in ("dbscan", "hdbscan"):
+        raise ValueError(f"method must be 'dbscan' or 'hdbscan', got {method!r}")
+    if len(lat) < (1 if method == "dbscan" else 2):
+        return np.full(len(lat), -1), eps_m
     X = np.radians(np.column_stack([lat, lon]))
-    eps_rad = eps_m / EARTH_RADIUS_M
-    if method == "dbscan":
-        model = DBSCAN(
-            eps=eps_rad, min_samples=min_samples, metric="haversine", algorithm="ball_tree"
-        )
-    elif method == "hdbscan":
-        if len(lat) < 2:
-            return np.full(len(lat), -1)
-        model = HDBSCAN(
+    if method == "hdbscan":
+        return _hdbscan_labels(X, eps_m, min_samples)
+    model = DBSCAN(
+        eps=eps_m / EARTH_RADIUS_M, min_samples=min_samples, metric="haversine",
+        algorithm="ball_tree",
+    )
+    return model.fit(X).labels_, eps_m
+
+
+def _hdbscan_labels(X: np.ndarray, eps_m: float, min_samples: int) -> tuple[np.ndarray, float]:
+    """HDBSCAN labels; without the eps merge where scikit-learn's epsilon search fails.
+
+    scikit-learn issue #33219: with ``cluster_selection_epsilon > 0`` and NumPy 2.x,
+    ``HDBSCAN.fit`` raises ``TypeError: only 0-dimensional arrays ...`` on some inputs
+    (tied distances). Then plain HDBSCAN is used, with a warning, and the eps
+    actually applied (0) is recorded in ``params["eps_applied_m"]``.
+    """
+    from sklearn.cluster import HDBSCAN
+
+    def fit(eps: float) -> np.ndarray:
+        return HDBSCAN(
             min_cluster_size=max(2, min_samples),
-            min_samples=min(min_samples, len(lat)),
-            cluster_selection_epsilon=eps_rad,
+            min_samples=min(min_samples, len(X)),
+            cluster_selection_epsilon=eps / EARTH_RADIUS_M,
             metric="haversine",
             copy=True,
+        ).fit(X).labels_
+
+    try:
+        return fit(eps_m), eps_m
+    except TypeError as exc:
+        if eps_m == 0 or "0-dimensional" not in str(exc):
+            raise
+        warnings.warn(
+            f"scikit-learn's HDBSCAN failed with cluster_selection_epsilon ({exc}; "
+            "scikit-learn issue #33219); clustered without the eps merge",
+            RuntimeWarning,
+            stacklevel=3,
         )
-    else:
-        raise ValueError(f"method must be 'dbscan' or 'hdbscan', got {method!r}")
-    return model.fit(X).labels_
+        return fit(0.0), 0.0
 
 
 def _cluster_ids(m: pd.DataFrame, labels: np.ndarray) -> pd.Series:
@@ -218,7 +243,9 @@ def spatial_clusters(
     eps_m : float, default 300
         Neighbourhood radius in metres. DBSCAN: two shops closer than this are
         neighbours. HDBSCAN: clusters closer than this are merged
-        (``cluster_selection_epsilon``); use 0 for plain HDBSCAN.
+        (``cluster_selection_epsilon``); use 0 for plain HDBSCAN. Where
+        scikit-learn's epsilon search fails (its issue #33219) HDBSCAN runs without
+        it, with a ``RuntimeWarning``; ``params["eps_applied_m"]`` says which ran.
     min_samples : int, default 3
         DBSCAN: neighbours (the shop itself included) a core shop needs, hence the
         smallest cluster size -- 3 matches the contract's "at least 3 merchants".
@@ -252,7 +279,7 @@ def spatial_clusters(
     if not eps_m >= 0 or int(min_samples) < 1:
         raise ValueError(f"need eps_m >= 0 and min_samples >= 1, got {eps_m!r}, {min_samples!r}")
     m = _validated_merchants(merchants)
-    labels = _density_labels(
+    labels, eps_applied = _density_labels(
         m["latitude"].to_numpy(), m["longitude"].to_numpy(), float(eps_m), int(min_samples), method
     )
     cluster_id = _cluster_ids(m, labels)
@@ -264,6 +291,7 @@ def spatial_clusters(
     params = {
         "method": method,
         "eps_m": float(eps_m),
+        "eps_applied_m": float(eps_applied),
         "min_samples": int(min_samples),
         "metric": "haversine",
         "earth_radius_m": EARTH_RADIUS_M,
@@ -404,7 +432,8 @@ class MerchantClusters:
         singletons; the infrastructure columns are each merchant's dominant value
         (NA when unknown).
     params : dict
-        The clustering parameters (method, eps_m, min_samples, metric, earth radius).
+        The clustering parameters: method, eps_m, eps_applied_m (the eps actually
+        used; 0 where HDBSCAN had to run without it), min_samples, metric, earth radius.
     groups : dict of str to pandas.DataFrame
         Per infrastructure attribute, merchants per value (:func:`group_table`);
         empty when no terminals were given.

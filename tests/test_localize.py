@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import functools
 import itertools
 
 import matplotlib
@@ -131,12 +132,18 @@ def test_deficit_direction_down():
 # ----------------------------------------------------------------- invariances
 
 
-@settings(max_examples=8, deadline=None)
-@given(st.randoms(use_true_random=False))
-def test_row_order_does_not_matter(rnd):
+@functools.lru_cache(maxsize=1)
+def _two_cause_case():
     effects = [({"network_segment": "CT-PD-0002"}, 6), ({"model": "B", "firmware": "3.0"}, 5)]
     leaves = synthetic_leaves(4, effects)
-    ref = localize(leaves, list(DIMS))
+    return leaves, localize(leaves, list(DIMS))
+
+
+@settings(max_examples=3, deadline=None)
+@given(st.randoms(use_true_random=False))
+def test_row_order_does_not_matter(rnd):
+    leaves, ref = _two_cause_case()
+    assert len(ref.root_causes) == 2
     shuffled = leaves.sample(frac=1.0, random_state=rnd.randint(0, 2**31))
     got = localize(shuffled, list(DIMS))
     pd.testing.assert_frame_equal(got.root_causes, ref.root_causes)
