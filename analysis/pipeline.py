@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from .causes import classify
+from .clusters import cluster_merchants
 from .contract import OUTPUTS
 from .io import Dataset
 from .reconcile import calendar_for, default_as_of, outcome_counts, reconcile, to_local_time
@@ -50,7 +51,7 @@ class AnalysisResult:
     tickets : DataFrame
         One row per complaint with the matched transaction.
     clusters : DataFrame
-        ``merchant_id, cluster_id`` (empty until merchant clustering lands).
+        ``merchant_id, cluster_id``: spatial clusters of merchants (haversine DBSCAN).
     shared_faults : list of dict
         Faults shared by several merchants (empty until shared-fault detection lands).
     fix_effects : DataFrame
@@ -140,7 +141,10 @@ def analyze(
     steps.update()
     steps.set_postfix_str("classify")
     incidents = classify(dataset, reconciled, as_of=moment, calendar=cal)
-    incidents = incidents.assign(cluster_id=pd.NA) if "cluster_id" not in incidents else incidents
+    clusters = cluster_merchants(dataset.merchants, dataset.terminals).to_contract()
+    incidents = incidents.drop(columns="cluster_id", errors="ignore").merge(
+        clusters, on="merchant_id", how="left"
+    )
     steps.update()
     steps.set_postfix_str("tickets")
     if dataset.complaints is not None:
@@ -154,7 +158,7 @@ def analyze(
         reconciled=reconciled,
         incidents=incidents,
         tickets=tickets,
-        clusters=pd.DataFrame(columns=list(OUTPUTS["clusters.csv"])),
+        clusters=clusters,
         shared_faults=[],
         fix_effects=pd.DataFrame(columns=list(OUTPUTS["fix_effects.csv"])),
     )
