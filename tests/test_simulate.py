@@ -569,3 +569,21 @@ def test_committed_case_study_is_reproducible(case):
     assert file_hashes(committed) == file_hashes(d / "case_study")
     assert file_hashes(DATA / "case_study_truth") == file_hashes(d / "case_study_truth")
     assert case_study_config().seed == json.loads((DATA / "case_study_truth" / "manifest.json").read_text())["seed"]
+
+
+def test_unsettled_shortcut_equals_the_full_settlement():
+    from analysis.simulate.city import build_city
+    from analysis.simulate.mechanisms import apply_mechanisms
+    from analysis.simulate.scenario import resolve
+    from analysis.simulate.settlement import settle, unsettled
+    from analysis.simulate.streams import Streams
+    from analysis.simulate.timeline import build_timeline
+    from analysis.simulate.traffic import draw_attempts
+
+    streams, tl = Streams(SINK.seed), build_timeline(SINK)
+    city = build_city(SINK, streams)
+    scen = resolve(SINK, city, tl, streams)
+    att = draw_attempts(SINK, city, tl, streams)
+    for fixes in (scen.fixes, ()):
+        out = apply_mechanisms(att, city, scen, tl, fixes)
+        assert (unsettled(att, out, city, tl) == settle(att, out, city, tl).unsettled).all()

@@ -41,7 +41,7 @@ def case_study_config(seed: int = CASE_STUDY_SEED) -> CityConfig:
         days=60,
         n_merchants=250,
         n_neighbourhoods=12,
-        txns_per_merchant_day=20.0,
+        txns_per_merchant_day=17.0,
         transfer_share=0.05,
         faults=(
             UnstableLink(segment=None, start="2026-03-16 08:00", error_rate=0.045),

@@ -44,8 +44,12 @@ def digit_matrix(values: np.ndarray, width: int) -> np.ndarray:
     return digits[:, 1:] if width % 2 else digits
 
 
-def matrix_strings(matrix: np.ndarray, lengths: np.ndarray | None = None) -> pa.StringArray:
-    """One string per row of an ASCII uint8 matrix, the first ``lengths[i]`` bytes of row i."""
+def matrix_strings(matrix: np.ndarray, lengths: np.ndarray | None = None) -> pa.LargeStringArray:
+    """One string per row of an ASCII uint8 matrix, the first ``lengths[i]`` bytes of row i.
+
+    Arrow ``large_string`` (64-bit offsets), the storage of pandas' string dtype, so
+    handing the array to pandas copies nothing.
+    """
     n, w = matrix.shape
     if lengths is None:
         offsets = np.arange(0, (n + 1) * w, w, dtype=np.int64)
@@ -54,12 +58,10 @@ def matrix_strings(matrix: np.ndarray, lengths: np.ndarray | None = None) -> pa.
         lengths = np.asarray(lengths, dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)])
         data = matrix[np.arange(w)[None, :] < lengths[:, None]]
-    if offsets[-1] < 2**31:
-        return pa.StringArray.from_buffers(n, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data))
-    return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data)).cast(pa.string())
+    return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
 
 
-def digit_strings(values: np.ndarray, width: int, prefix: str = "") -> pa.StringArray:
+def digit_strings(values: np.ndarray, width: int, prefix: str = "") -> pa.LargeStringArray:
     """``prefix`` followed by each value zero-padded to ``width`` digits."""
     digits = digit_matrix(values, width)
     if prefix or width % 2:
@@ -71,15 +73,26 @@ def digit_strings(values: np.ndarray, width: int, prefix: str = "") -> pa.String
     return matrix_strings(digits)
 
 
+def large_strings(values) -> pa.LargeStringArray:
+    """A sequence (or a string Series) as an Arrow ``large_string`` array."""
+    return pa.array(values, type=pa.large_string())
+
+
 def vocab_strings(vocab, codes: np.ndarray) -> pa.Array:
     """``vocab[codes]`` as an Arrow string array; a negative code gives null."""
     codes = np.asarray(codes)
     idx = pa.array(codes.astype(np.int32), mask=codes < 0)
-    return pa.array(list(vocab), type=pa.string()).take(idx)
+    return pa.array(list(vocab), type=pa.large_string()).take(idx)
 
 
 def str_series(values, name: str | None = None) -> pd.Series:
-    """A pandas Series of the default string dtype from an Arrow array or a sequence."""
+    """A pandas Series of the default string dtype from an Arrow array or a sequence.
+
+    Examples
+    --------
+    >>> str_series(["a", None]).dtype
+    <StringDtype(na_value=nan)>
+    """
     if isinstance(values, (pa.Array, pa.ChunkedArray)):
         return pd.Series(pd.array(values, dtype="str"), name=name)
     return pd.Series(values, dtype="str", name=name)
@@ -109,6 +122,7 @@ __all__ = [
     "date_series",
     "digit_matrix",
     "digit_strings",
+    "large_strings",
     "matrix_strings",
     "str_series",
     "time_series",

@@ -36,7 +36,7 @@ from .catalog import (
     MECH,
 )
 from .city import City
-from .columns import DAY_S, str_series, time_series, vocab_strings
+from .columns import DAY_S, large_strings, str_series, time_series, vocab_strings
 from .mechanisms import BATCH_AT_S, UPLOAD_FAILED, UPLOADED, Outcome
 from .scenario import FixInstance, Scenario
 from .streams import Streams
@@ -207,9 +207,9 @@ def build_events(
     details = vocab_strings(DETAILS, detail)
     if len(records):
         values, which = np.unique(records, return_inverse=True)
-        counted = pa.array([f"batch uploaded: {int(c)} records" for c in values]).take(pa.array(which))
+        counted = large_strings([f"batch uploaded: {int(c)} records" for c in values]).take(pa.array(which))
         details = pa.concat_arrays([counted, details.slice(len(records))])
-    terminal_ids = pa.array(city.terminals["terminal_id"].tolist(), type=pa.string())
+    terminal_ids = large_strings(city.terminals["terminal_id"])
     return pd.DataFrame(
         {
             "terminal_id": str_series(terminal_ids.take(pa.array(terminal[order]))),

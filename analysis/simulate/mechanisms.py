@@ -75,6 +75,12 @@ _LINK_REV = np.array([REVERSAL_STATUSES.index(k[2]) for k in LINK_KINDS], dtype=
 _LINK_REASON = np.array([-1 if k[3] is None else REVERSAL_REASONS.index(k[3]) for k in LINK_KINDS], dtype=np.int8)
 _LINK_CORRUPTED = np.array([k[4] for k in LINK_KINDS])
 _BG_CODES = tuple(BACKGROUND_DECLINES)
+_BG_CODE_OF = np.array([CODE_INDEX[c] for c in _BG_CODES] + [CODE_INDEX["00"]], dtype=np.int8)
+_BG_MECH_OF = np.array(
+    [[MECH[BACKGROUND_MECHANISMS.get(CODE_CAUSES[c][t], "card_decline")] for c in _BG_CODES] + [MECH["normal"]]
+     for t in (0, 1)],
+    dtype=np.int8,
+)
 _RETURN_REASON_OF = np.array([RETURN_REASONS.index(r) for r, _, _ in TRANSFER_RETURNS], dtype=np.int8)
 _RETURN_MECH_OF = np.array([MECH[m] for _, _, m in TRANSFER_RETURNS], dtype=np.int8)
 
@@ -122,26 +128,32 @@ def _categorical(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
     return np.searchsorted(np.cumsum(probs), u, side="right")
 
 
+def _rare_categorical(probs: np.ndarray, u: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """:func:`_categorical` for small total probabilities: only rows with u below the total are searched."""
+    out = np.full(len(u), len(probs), dtype=np.int64)
+    hit = u < probs.sum()
+    if rows is not None:
+        hit &= rows
+    out[hit] = _categorical(probs, u[hit])
+    return out
+
+
 def _background_codes(att: Attempts, scale: float) -> tuple[np.ndarray, np.ndarray]:
     """Background response codes and their mechanisms for every attempt."""
     rates = np.array(list(BACKGROUND_DECLINES.values())) * scale  # [code, (purchase, transfer)]
     tr = att.transfer
     u = att.draws["bg"]
-    which = np.where(tr, _categorical(rates[:, 1], u), _categorical(rates[:, 0], u))
-    code_of = np.array([CODE_INDEX[c] for c in _BG_CODES] + [CODE_INDEX["00"]], dtype=np.int8)
-    mech_of = np.array(
-        [[MECH[BACKGROUND_MECHANISMS.get(CODE_CAUSES[c][t], "card_decline")] for c in _BG_CODES] + [MECH["normal"]]
-         for t in (0, 1)],
-        dtype=np.int8,
-    )
-    code = code_of[which]
-    mech = np.where(tr, mech_of[1][which], mech_of[0][which])
+    which = np.where(tr, _rare_categorical(rates[:, 1], u, tr), _rare_categorical(rates[:, 0], u, ~tr))
+    code = _BG_CODE_OF[which]
+    mech = np.where(tr, _BG_MECH_OF[1][which], _BG_MECH_OF[0][which])
     # fraud: more likely for large amounts
-    p = FRAUD_BASE * scale * np.clip((att.amount / FRAUD_SCALE) ** FRAUD_POWER, 0.3, FRAUD_CAP)
     uf = att.draws["fraud"]
-    fraud = uf < p
+    maybe = np.flatnonzero(uf < FRAUD_BASE * scale * FRAUD_CAP)
+    p = FRAUD_BASE * scale * np.clip((att.amount[maybe] / FRAUD_SCALE) ** FRAUD_POWER, 0.3, FRAUD_CAP)
+    is_fraud = uf[maybe] < p
+    fraud, p = maybe[is_fraud], p[is_fraud]
     split = np.array([w for _, w in FRAUD_CODES])
-    pick = np.minimum(_categorical(split / split.sum(), uf[fraud] / p[fraud]), len(split) - 1)
+    pick = np.minimum(_categorical(split / split.sum(), uf[fraud] / p), len(split) - 1)
     code[fraud] = np.array([CODE_INDEX[c] for c, _ in FRAUD_CODES], dtype=np.int8)[pick]
     mech[fraud] = MECH["card_decline"]
     return code, mech
@@ -190,14 +202,12 @@ def _link(att, scen, fixes, tl, quiet, scale):
     u = att.draws["link"]
     from_fault = u < rate * mult
     hit = u < (rate + bg_rate) * mult
-    kind = np.where(
-        from_fault,
-        _categorical(LINK_KIND_P_FAULT, att.draws["kind"]),
-        _categorical(LINK_KIND_P_BACKGROUND / LINK_KIND_P_BACKGROUND.sum(), att.draws["kind"]),
-    )
-    kind = np.minimum(kind, len(LINK_KINDS) - 1).astype(np.int8)
+    kind = np.full(len(ts), -1, dtype=np.int8)
+    for rows, probs in ((from_fault, LINK_KIND_P_FAULT), (hit & ~from_fault, LINK_KIND_P_BACKGROUND)):
+        picked = _categorical(probs / probs.sum(), att.draws["kind"][rows])
+        kind[rows] = np.minimum(picked, len(LINK_KINDS) - 1)
     validated = _fixes_active(fixes, "message_validation", term, ts)
-    converted = hit & _LINK_CORRUPTED[kind] & validated
+    converted = hit & _LINK_CORRUPTED[np.maximum(kind, 0)] & validated
     failed = hit & ~converted
     return failed, kind, from_fault, fault_of, converted, slow
 
@@ -319,8 +329,8 @@ def apply_mechanisms(
     mech[hit], fault[hit] = MECH["bank_outage"], bank_return[hit]
 
     rates = np.array([r for _, r, _ in TRANSFER_RETURNS]) * scale
-    which = _categorical(rates, att.draws["ret"])
-    hit = clearing & tr & (return_reason < 0) & (which < len(rates))
+    which = _rare_categorical(rates, att.draws["ret"], clearing & tr & (return_reason < 0))
+    hit = which < len(rates)
     return_reason[hit] = _RETURN_REASON_OF[which[hit]]
     mech[hit] = _RETURN_MECH_OF[which[hit]]
 

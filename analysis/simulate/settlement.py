@@ -29,7 +29,7 @@ from ..contract import CREDIT_STATUSES, OUTCOMES, RETURN_REASONS
 from .catalog import CODE_INDEX, CREDIT_DELAY_P, CYCLES, LATE_CREDIT_RATE
 from .city import City
 from .columns import DAY_S, date_series, str_series, time_series, vocab_strings
-from .mechanisms import FAILED, SENT, Outcome
+from .mechanisms import FAILED, NONE, SENT, Outcome
 from .timeline import LATE_MAX, Timeline
 from .traffic import Attempts
 
@@ -66,10 +66,30 @@ class Money:
         return np.isin(self.outcome, list(UNSETTLED))
 
 
+def _cells(att: Attempts, city: City, tl: Timeline) -> tuple[np.ndarray, np.ndarray]:
+    """Each attempt's settlement cycle and its flat ``[cycle, day]`` index into the timeline tables."""
+    cycle = city.m_cycle[att.merchant]
+    return cycle, cycle.astype(np.int64) * tl.days + att.day
+
+
+def unsettled(att: Attempts, out: Outcome, city: City, tl: Timeline) -> np.ndarray:
+    """The contract's unsettled flag (reversal failed, not cleared past the cycle, returned), directly.
+
+    Equal to ``settle(...).unsettled`` without working out credit times: what a
+    counterfactual run needs.
+    """
+    _, cell = _cells(att, city, tl)
+    last = tl.last_day
+    clearing = out.approved & ~out.voided
+    not_cleared = clearing & out.no_row & (last > tl.deadline.reshape(-1)[cell])
+    returned = clearing & ~out.no_row & (out.return_reason >= 0) & (tl.due.reshape(-1)[cell] <= last)
+    no_answer_unreversed = (out.code < 0) & (out.reversal == NONE)
+    return (out.reversal == FAILED) | no_answer_unreversed | not_cleared | returned
+
+
 def settle(att: Attempts, out: Outcome, city: City, tl: Timeline, *, scale: float = 1.0) -> Money:
     """Clear and credit every attempt and give its outcome as of the last day."""
-    cycle = city.m_cycle[att.merchant]
-    cell = cycle.astype(np.int64) * tl.days + att.day  # flat [cycle, day] index
+    cycle, cell = _cells(att, city, tl)
     due = tl.due.reshape(-1)[cell]
     deadline = tl.deadline.reshape(-1)[cell]
     last = tl.last_day
@@ -80,7 +100,8 @@ def settle(att: Attempts, out: Outcome, city: City, tl: Timeline, *, scale: floa
 
     # credit day: 0-2 business days after the due date, or 1-LATE_MAX after the deadline if late
     n_k = len(CREDIT_DELAY_P)
-    k = np.minimum(np.searchsorted(np.cumsum(CREDIT_DELAY_P), att.draws["credit"], side="right"), n_k - 1)
+    u = att.draws["credit"]
+    k = sum((u >= edge).astype(np.int64) for edge in np.cumsum(CREDIT_DELAY_P)[:-1])
     late_rate = max(LATE_CREDIT_RATE * scale, 1e-12)
     j = np.minimum((att.draws["late"] / late_rate * LATE_MAX).astype(np.int64), LATE_MAX - 1)
     credit_day = np.where(out.late, tl.late_day.reshape(-1)[cell * LATE_MAX + j], tl.credit_day.reshape(-1)[cell * n_k + k])
@@ -138,4 +159,4 @@ def settlements_table(att: Attempts, money: Money, txn_ids: pa.Array, position: 
     )
 
 
-__all__ = ["Money", "OUTCOME_NAMES", "UNSETTLED", "settle", "settlements_table"]
+__all__ = ["Money", "OUTCOME_NAMES", "UNSETTLED", "settle", "settlements_table", "unsettled"]

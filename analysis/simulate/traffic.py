@@ -42,7 +42,7 @@ from .catalog import (
     WEEKEND_FACTOR,
 )
 from .city import City
-from .columns import DAY_S
+from .columns import DAY_S, large_strings
 from .specs import CityConfig
 from .streams import Streams
 from .timeline import Timeline
@@ -235,8 +235,8 @@ def draw_attempts(
     latency_z = streams("draw:latency").standard_normal(n, dtype=np.float32)
     batch_u = streams("draw:batch").random((city.n_terminals, n_days), dtype=np.float32)
     if not full_pans:
-        cards = pa.array(mask_pan_series(cards.to_pandas()).tolist(), type=pa.string())
-        payees = pa.array(mask_pan_series(payees.to_pandas()).tolist(), type=pa.string())
+        cards = large_strings(mask_pan_series(cards.to_pandas()))
+        payees = large_strings(mask_pan_series(payees.to_pandas()))
     return Attempts(
         ts=ts[order],
         day=day[order],

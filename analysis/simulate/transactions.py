@@ -24,7 +24,7 @@ import pyarrow as pa
 from ..contract import REVERSAL_REASONS, REVERSAL_STATUSES, TXN_TYPES
 from .catalog import BANK_NAMES, CODE_INDEX, CODES
 from .city import City
-from .columns import DAY_S, digit_strings, str_series, time_series, vocab_strings
+from .columns import DAY_S, digit_strings, large_strings, str_series, time_series, vocab_strings
 from .mechanisms import Outcome
 from .streams import Streams
 from .timeline import Timeline
@@ -72,8 +72,10 @@ def _followups(att: Attempts, out: Outcome, tl: Timeline, rng: np.random.Generat
 
 def _stan(terminal: np.ndarray, rng: np.random.Generator, n_terminals: int) -> np.ndarray:
     """A 6-digit system trace number counting up per terminal (rows already in time order)."""
-    by_terminal = np.argsort(terminal, kind="stable")
-    first_row = np.cumsum(np.bincount(terminal, minlength=n_terminals)) - np.bincount(terminal, minlength=n_terminals)
+    key = terminal.astype(np.uint16) if n_terminals <= 2**16 else terminal  # 16-bit keys sort by radix
+    by_terminal = np.argsort(key, kind="stable")
+    counts = np.bincount(terminal, minlength=n_terminals)
+    first_row = np.cumsum(counts) - counts
     seq = np.empty(len(terminal), dtype=np.int64)
     seq[by_terminal] = np.arange(len(terminal)) - first_row[terminal[by_terminal]]
     start = rng.integers(0, 999_999, n_terminals)
@@ -131,8 +133,8 @@ def build_transactions(att: Attempts, out: Outcome, city: City, tl: Timeline, st
     ts, terminal, src = ts[order], terminal[order], src[order]
 
     txn_ids = digit_strings(TXN_ID_BASE + np.arange(total) + 1, 10, prefix="T")
-    terminal_ids = pa.array(city.terminals["terminal_id"].tolist(), type=pa.string())
-    merchant_ids = pa.array(city.merchants["merchant_id"].tolist(), type=pa.string())
+    terminal_ids = large_strings(city.terminals["terminal_id"])
+    merchant_ids = large_strings(city.merchants["merchant_id"])
     payee = att.payee[src]
     table = pd.DataFrame(
         {

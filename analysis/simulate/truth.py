@@ -30,7 +30,7 @@ from .city import City
 from .columns import str_series
 from .mechanisms import Outcome, apply_mechanisms
 from .scenario import FixInstance, Scenario
-from .settlement import O, OUTCOME_NAMES, Money, settle
+from .settlement import O, OUTCOME_NAMES, Money, unsettled
 from .timeline import Timeline
 from .traffic import Attempts
 
@@ -185,12 +185,12 @@ def fix_effects(
         before = scope & (att.ts >= before_from) & (att.ts < applied)
         ids = {g.change_id for g in group}
         cf_out = apply_mechanisms(att, city, scen, tl, tuple(g for g in scen.fixes if g.change_id not in ids), scale=scale)
-        cf_money = settle(att, cf_out, city, tl, scale=scale)
+        cf_unsettled = unsettled(att, cf_out, city, tl)
         link, cf_link = np.isin(out.mech, _LINK_MECHS), np.isin(cf_out.mech, _LINK_MECHS)
         rates = {
             "rate_before": _rate(money.unsettled, before),
             "rate_after": _rate(money.unsettled, after),
-            "rate_after_without_fix": _rate(cf_money.unsettled, after),
+            "rate_after_without_fix": _rate(cf_unsettled, after),
             "link_failure_rate_before": _rate(link, before),
             "link_failure_rate_after": _rate(link, after),
             "link_failure_rate_after_without_fix": _rate(cf_link, after),
