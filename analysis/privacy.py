@@ -128,7 +128,24 @@ def _mask_match(m: re.Match) -> str:
     digits = _SEPARATORS.sub("", m.group(0))
     if len(digits) > 19 or luhn_valid(digits):
         return _mask_digits(digits)
-    return m.group(0)
+    return _mask_group_span(m.group(0))
+
+
+def _mask_group_span(run: str) -> str:
+    """Mask a Luhn-valid 13-19 digit span of whole groups in a grouped run (e.g. "1 4111...")."""
+    parts = re.split(r"([ \-])", run)
+    groups, seps = parts[0::2], parts[1::2]
+    spans = sorted(
+        ((i, j) for i in range(len(groups)) for j in range(i + 1, len(groups) + 1)),
+        key=lambda ij: ij[0] - ij[1],
+    )
+    for i, j in spans:
+        digits = "".join(groups[i:j])
+        if 13 <= len(digits) <= 19 and luhn_valid(digits):
+            head = "".join(g + sep for g, sep in zip(groups[:i], seps[:i]))
+            tail = "".join(sep + g for sep, g in zip(seps[j - 1:], groups[j:]))
+            return head + _mask_digits(digits) + tail
+    return run
 
 
 def mask_text(value: object) -> object:
