@@ -73,10 +73,9 @@ def peak_mb() -> float:
 
 
 def report(phase: str, seconds: float, rows: int) -> None:
-    print(
-        f"{phase:9s} {seconds:7.1f} s  {rows / seconds:>12,.0f} rows/s  peak {peak_mb():7,.0f} MB  ({rows:,} rows)",
-        flush=True,
-    )
+    speed = rows / seconds
+    print(f"{phase:9s} {seconds:7.1f} s  {speed:>12,.0f} rows/s  peak {peak_mb():7,.0f} MB  ({rows:,} rows)",
+          flush=True)
 
 
 def load_only(directory: Path) -> int:

@@ -77,7 +77,8 @@ def sink():
 def joined(sink):
     """Transactions with their terminal's segment and firmware, plus local time helpers."""
     t = sink.tables
-    tx = t["transactions"].merge(t["terminals"][["terminal_id", "network_segment", "firmware"]], on="terminal_id")
+    tx = t["transactions"].merge(t["terminals"][["terminal_id", "network_segment", "firmware"]],
+                                 on="terminal_id")
     tx["local"] = tx["timestamp"].dt.tz_localize(None)
     return tx
 
@@ -85,8 +86,8 @@ def joined(sink):
 @pytest.fixture(scope="module")
 def events(sink):
     t = sink.tables
-    ev = t["terminal_events"].merge(t["terminals"][["terminal_id", "merchant_id", "network_segment", "firmware"]],
-                                    on="terminal_id")
+    columns = ["terminal_id", "merchant_id", "network_segment", "firmware"]
+    ev = t["terminal_events"].merge(t["terminals"][columns], on="terminal_id")
     ev["local"] = ev["timestamp"].dt.tz_localize(None)
     return ev
 
@@ -134,7 +135,8 @@ def test_unknown_targets_are_refused():
     with pytest.raises(ValueError, match="network segment"):
         simulate_city(dataclasses.replace(TINY, faults=(UnstableLink("CT-XX-0000", "2026-03-03"),), fixes=()))
     with pytest.raises(ValueError, match="bank"):
-        simulate_city(dataclasses.replace(TINY, faults=(BankOutage("火星银行", "2026-03-03", "2026-03-04"),), fixes=()))
+        mars = BankOutage("火星银行", "2026-03-03", "2026-03-04")
+        simulate_city(dataclasses.replace(TINY, faults=(mars,), fixes=()))
 
 
 def test_docstring_examples_run():
@@ -188,7 +190,8 @@ def test_tables_follow_the_contract(sink):
             if not col.nullable:
                 assert s.notna().all(), (name, col.name)
             if col.allowed:
-                assert set(s.dropna()) <= set(col.allowed), (name, col.name, set(s.dropna()) - set(col.allowed))
+                unexpected = set(s.dropna()) - set(col.allowed)
+                assert not unexpected, (name, col.name, unexpected)
             if col.unique:
                 assert s.is_unique, (name, col.name)
             if col.pattern:
@@ -230,12 +233,14 @@ def test_references_hold(sink):
     follow = txns[txns["original_txn_id"].notna()]
     assert set(follow["txn_type"]) == {"void", "refund"}
     orig = txns.set_index("txn_id").loc[follow["original_txn_id"]]
-    assert (orig["txn_type"].to_numpy() == "purchase").all() and (orig["response_code"].to_numpy() == "00").all()
+    assert (orig["txn_type"].to_numpy() == "purchase").all()
+    assert (orig["response_code"].to_numpy() == "00").all()
     assert (orig["terminal_id"].to_numpy() == follow["terminal_id"].to_numpy()).all()
     assert (orig["card_number"].to_numpy() == follow["card_number"].to_numpy()).all()
     assert (orig["timestamp"].to_numpy() < follow["timestamp"].to_numpy()).all()
     voids = follow[follow["txn_type"] == "void"]
-    assert (voids["timestamp"].dt.date.to_numpy() == orig.loc[voids["original_txn_id"], "timestamp"].dt.date.to_numpy()).all()
+    void_day = voids["timestamp"].dt.date.to_numpy()
+    assert (void_day == orig.loc[voids["original_txn_id"], "timestamp"].dt.date.to_numpy()).all()
     assert not set(voids["original_txn_id"]) & set(t["settlements"]["txn_id"])
     transfers = txns["txn_type"].eq("transfer")
     assert txns.loc[transfers, ["payee_bank", "payee_account"]].notna().all().all()
@@ -303,8 +308,9 @@ def test_nothing_happens_after_the_end(sink):
 def test_clearing_and_crediting_follow_the_cycle(sink):
     cal = china_calendar()
     t = sink.tables
-    s = t["settlements"].merge(t["transactions"][["txn_id", "merchant_id", "timestamp", "txn_type", "response_code"]],
-                               on="txn_id").merge(t["merchants"][["merchant_id", "settlement_cycle"]], on="merchant_id")
+    txn_columns = ["txn_id", "merchant_id", "timestamp", "txn_type", "response_code"]
+    s = t["settlements"].merge(t["transactions"][txn_columns], on="txn_id")
+    s = s.merge(t["merchants"][["merchant_id", "settlement_cycle"]], on="merchant_id")
     assert set(s["txn_type"]) <= {"purchase", "transfer"} and (s["response_code"] == "00").all()
     day = s["timestamp"].dt.tz_localize(None).dt.normalize()
     due = pd.Series(cal.settlement_date(day.to_numpy(), s["settlement_cycle"].to_numpy()), index=s.index)
@@ -345,7 +351,8 @@ def test_truth_covers_every_cause(sink):
 
 
 def _link_failure(tx: pd.DataFrame) -> pd.Series:
-    return tx["response_code"].isna() | tx["response_code"].isin(["A0", "30", "68"]) | tx["reversal_reason"].isin(["98", "A0"])
+    code = tx["response_code"]
+    return code.isna() | code.isin(["A0", "30", "68"]) | tx["reversal_reason"].isin(["98", "A0"])
 
 
 def test_unstable_link_leaves_its_evidence(sink, joined, events):
@@ -369,7 +376,8 @@ def test_unstable_link_leaves_its_evidence(sink, joined, events):
     n_terms = sink.tables["terminals"]["network_segment"].eq(seg).sum()
     per_day = lambda mask, days: mask.sum() / n_terms / days  # noqa: E731
     seg_ev = link_events["network_segment"].eq(seg)
-    assert per_day(seg_ev & (link_events["local"] >= at("2026-03-07")) & (link_events["local"] < at("2026-03-16")), 9) > 2
+    during_fault = (link_events["local"] >= at("2026-03-07")) & (link_events["local"] < at("2026-03-16"))
+    assert per_day(seg_ev & during_fault, 9) > 2
     assert per_day(seg_ev & (link_events["local"] < at("2026-03-06")), 4) < 0.5
     assert per_day(seg_ev & (link_events["local"] >= at("2026-03-17")), 13) < 1
     failed_batch = events[events["event"].eq("batch_upload_failed")]
@@ -378,7 +386,8 @@ def test_unstable_link_leaves_its_evidence(sink, joined, events):
 
 def test_failed_batch_leaves_the_days_purchases_uncleared(sink, joined, events):
     fb = events[events["event"].eq("batch_upload_failed")].assign(day=lambda e: e["local"].dt.normalize())
-    approved = joined[joined["txn_type"].eq("purchase") & joined["response_code"].eq("00") & joined["reversal"].eq("none")]
+    ok = joined["response_code"].eq("00") & joined["reversal"].eq("none")
+    approved = joined[joined["txn_type"].eq("purchase") & ok]
     approved = approved.assign(day=approved["local"].dt.normalize())
     hit = approved.merge(fb[["terminal_id", "day"]], on=["terminal_id", "day"])
     assert len(hit) and not set(hit["txn_id"]) & set(sink.tables["settlements"]["txn_id"])
@@ -432,12 +441,14 @@ def test_no_upload_merchant_never_clears_and_never_uploads(sink, joined, events)
     cleared = set(sink.tables["settlements"]["txn_id"])
     after = mine["local"] >= at("2026-03-09")
     assert after.sum() > 20 and not set(mine.loc[after, "txn_id"]) & cleared
-    assert set(mine.loc[~after & mine["response_code"].eq("00") & mine["reversal"].eq("none"), "txn_id"]) & cleared
+    ok = mine["response_code"].eq("00") & mine["reversal"].eq("none")
+    assert set(mine.loc[~after & ok, "txn_id"]) & cleared
     ev = events[events["merchant_id"].eq(merchant)]
     assert not (ev["local"] >= at("2026-03-09")).any()  # no batch events at all, no link errors
     assert ev["event"].eq("batch_upload_ok").any()  # it uploaded before
     inc = sink.truth.incidents
-    assert inc.loc[inc["merchant_id"].eq(merchant) & inc["outcome"].eq("not_cleared"), "cause"].eq("MERCHANT_CONFIG").all()
+    mine = inc["merchant_id"].eq(merchant) & inc["outcome"].eq("not_cleared")
+    assert mine.any() and inc.loc[mine, "cause"].eq("MERCHANT_CONFIG").all()
 
 
 def test_frozen_account_returns_credits(sink, joined):
@@ -470,7 +481,8 @@ def test_truth_causes_follow_the_mechanisms(sink):
     want = {
         "unstable_link": "NETWORK_COMMUNICATION", "batch_upload_failed": "NETWORK_COMMUNICATION",
         "faulty_firmware": "SYSTEM_FAULT", "issuer_outage": "SYSTEM_FAULT", "late_credit": "SYSTEM_FAULT",
-        "wrong_account": "MERCHANT_CONFIG", "no_upload": "MERCHANT_CONFIG", "frozen_account": "ACCOUNT_FROZEN_OR_CLOSED",
+        "wrong_account": "MERCHANT_CONFIG", "no_upload": "MERCHANT_CONFIG",
+        "frozen_account": "ACCOUNT_FROZEN_OR_CLOSED",
         "bank_outage": "COUNTERPARTY_BANK", "payee_details_wrong": "OPERATOR_ERROR",
     }
     settled = inc[~inc["outcome"].eq("in_cycle")]
@@ -490,7 +502,8 @@ def test_fix_effects_by_common_random_numbers(sink):
     assert effects["config_correction"]["true_effect"] < 0
     json.dumps(sink.truth.fix_effects)
     # a fix that does nothing has exactly no effect: the draws are common
-    noop = simulate_city(dataclasses.replace(TINY, fixes=TINY.fixes + (Fix("other", "all", "*", "2026-03-04"),)))
+    nothing = Fix("other", "all", "*", "2026-03-04")
+    noop = simulate_city(dataclasses.replace(TINY, fixes=TINY.fixes + (nothing,)))
     other = [e for e in noop.truth.fix_effects if e["kind"] == "other"][0]
     assert other["true_effect"] == 0.0 and other["true_effect_link_failures"] == 0.0
 
@@ -547,8 +560,8 @@ def test_case_study_shape(case):
     assert list(fixes["kind"]) == ["network_upgrade", "message_validation"]
     assert (fixes["scope_value"] == m["faulty_segment"]).all()
     assert fixes["applied_at"].diff().iloc[1] > pd.Timedelta(hours=24)
-    assert {f["kind"] for f in city.truth.faults} == {"unstable_link", "misconfigured_merchant", "frozen_account",
-                                                    "bank_outage"}
+    kinds = {f["kind"] for f in city.truth.faults}
+    assert kinds == {"unstable_link", "misconfigured_merchant", "frozen_account", "bank_outage"}
     assert [f["shared"] for f in city.truth.faults if f["kind"] != "bank_outage"] == [True, False, False]
     assert (city.truth.cause_counts() > 0).all()
     tickets = city.tables["complaints"]["merchant_id"].value_counts()
@@ -568,7 +581,8 @@ def test_committed_case_study_is_reproducible(case):
     _, d = case
     assert file_hashes(committed) == file_hashes(d / "case_study")
     assert file_hashes(DATA / "case_study_truth") == file_hashes(d / "case_study_truth")
-    assert case_study_config().seed == json.loads((DATA / "case_study_truth" / "manifest.json").read_text())["seed"]
+    manifest = json.loads((DATA / "case_study_truth" / "manifest.json").read_text(encoding="utf-8"))
+    assert case_study_config().seed == manifest["seed"]
 
 
 def test_unsettled_shortcut_equals_the_full_settlement():

@@ -46,7 +46,8 @@ class ShopType:
 MCCS: tuple[ShopType, ...] = (
     ShopType("5411", 0.17, 38.0, 0.85, 1.6, "grocery", True, ("便利超市", "超市", "生鲜超市", "便利店")),
     ShopType("5499", 0.09, 45.0, 0.70, 0.9, "grocery", True, ("水果店", "食品店", "烘焙坊", "茶叶店", "粮油店")),
-    ShopType("5812", 0.20, 85.0, 0.60, 1.0, "restaurant", False, ("面馆", "餐厅", "小吃店", "火锅店", "饺子馆", "本帮菜馆", "酒家")),
+    ShopType("5812", 0.20, 85.0, 0.60, 1.0, "restaurant", False,
+             ("面馆", "餐厅", "小吃店", "火锅店", "饺子馆", "本帮菜馆", "酒家")),
     ShopType("5814", 0.09, 28.0, 0.50, 1.3, "restaurant", False, ("奶茶店", "咖啡馆", "快餐店", "包子铺")),
     ShopType("5311", 0.04, 220.0, 0.90, 1.4, "grocery", True, ("百货", "百货商店")),
     ShopType("5912", 0.08, 95.0, 0.80, 0.8, "daytime", True, ("大药房", "药店", "医药连锁")),
@@ -71,7 +72,9 @@ PROFILES: dict[str, dict] = {
 }
 PROFILE_NAMES = tuple(PROFILES)
 #: Weekend (and public holiday) volume factor by profile.
-WEEKEND_FACTOR = {"grocery": 1.2, "restaurant": 1.3, "daytime": 0.9, "hotel": 1.3, "fuel": 0.9, "evening": 1.4}
+WEEKEND_FACTOR = {
+    "grocery": 1.2, "restaurant": 1.3, "daytime": 0.9, "hotel": 1.3, "fuel": 0.9, "evening": 1.4,
+}
 
 #: First parts of shop names (字号).
 NAME_PREFIXES = (

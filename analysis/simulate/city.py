@@ -129,7 +129,9 @@ def _shop_names(rng: np.random.Generator, shop: np.ndarray, nb: np.ndarray, nb_n
     return names
 
 
-def _segments(rng, nb_sizes: np.ndarray, case_nb: int, code: str) -> tuple[list[str], list[int], list[str], int]:
+def _segments(
+    rng, nb_sizes: np.ndarray, case_nb: int, code: str
+) -> tuple[list[str], list[int], list[str], int]:
     """Segment names, their neighbourhood and carrier; the case segment is last."""
     carriers, cw = _weights([(c, w) for c, w, _ in CARRIERS])
     per_nb = 2 + (nb_sizes > 12) + (nb_sizes > 30)
@@ -191,7 +193,8 @@ def build_city(config: CityConfig, streams: Streams) -> City:
     rate = config.txns_per_merchant_day * np.array([MCCS[s].rate for s in shop]) * size
     capable = np.array([MCCS[s].transfers for s in shop])
     share_capable = rate[capable].sum() / rate.sum() if capable.any() else 0.0
-    transfer_p = np.where(capable, min(0.6, config.transfer_share / share_capable) if share_capable else 0.0, 0.0)
+    offer_p = min(0.6, config.transfer_share / share_capable) if share_capable else 0.0
+    transfer_p = np.where(capable, offer_p, 0.0)
     cycles, cw = _weights(SETTLEMENT_CYCLE_P)
     cycle = rng.choice(len(cycles), size=n, p=cw).astype(np.int8)
     cycle[anchor] = CYCLES.index("T1")
@@ -204,14 +207,16 @@ def build_city(config: CityConfig, streams: Streams) -> City:
     order = np.argsort(ids)
     inv = np.empty(n, dtype=np.int64)
     inv[order] = np.arange(n)
-    ids, nb, lat, lon, shop, segment = ids[order], nb[order], lat[order], lon[order], shop[order], segment[order]
-    rate, transfer_p, cycle, propensity = rate[order], transfer_p[order], cycle[order], propensity[order]
+    ids, nb, lat, lon, shop = ids[order], nb[order], lat[order], lon[order], shop[order]
+    segment, rate, transfer_p = segment[order], rate[order], transfer_p[order]
+    cycle, propensity = cycle[order], propensity[order]
     names = [names[i] for i in order]
     anchor = int(inv[anchor])
     merchant_ids = np.asarray(digit_strings(ids, 7, prefix=MERCHANT_PREFIX).to_pylist(), dtype=object)
 
     # terminals: 1-3 per merchant, busier shops have more
-    n_term = 1 + (rng.random(n) < np.clip(rate / 60, 0.15, 0.8)) + (rng.random(n) < np.clip(rate / 200, 0.05, 0.5))
+    second = rng.random(n) < np.clip(rate / 60, 0.15, 0.8)
+    n_term = 1 + second + (rng.random(n) < np.clip(rate / 200, 0.05, 0.5))
     first = np.concatenate([[0], np.cumsum(n_term)[:-1]])
     t_merchant = np.repeat(np.arange(n), n_term)
     nt = len(t_merchant)

@@ -28,7 +28,9 @@ DAY_S = 86_400
 
 
 #: "00".."99" as the uint16 whose two bytes are the ASCII digits.
-_PAIRS16 = np.array([[ord(a), ord(b)] for a in "0123456789" for b in "0123456789"], dtype=np.uint8).view(np.uint16).ravel()
+_DIGITS = "0123456789"
+_PAIRS16 = np.array([[ord(a), ord(b)] for a in _DIGITS for b in _DIGITS], dtype=np.uint8)
+_PAIRS16 = _PAIRS16.view(np.uint16).ravel()
 
 
 def digit_matrix(values: np.ndarray, width: int) -> np.ndarray:
@@ -100,7 +102,8 @@ def str_series(values, name: str | None = None) -> pd.Series:
 
 def time_series(local_s: np.ndarray, missing: np.ndarray | None = None, name: str | None = None) -> pd.Series:
     """Naive local seconds as tz-aware Asia/Shanghai timestamps (microsecond unit)."""
-    utc = (np.asarray(local_s, dtype=np.int64) - UTC_OFFSET_S).astype("datetime64[s]").astype("datetime64[us]")
+    utc = (np.asarray(local_s, dtype=np.int64) - UTC_OFFSET_S).astype("datetime64[s]")
+    utc = utc.astype("datetime64[us]")
     if missing is not None:
         utc[missing] = np.datetime64("NaT")
     s = pd.Series(utc, name=name, copy=False)

@@ -27,7 +27,7 @@ import pyarrow as pa
 from ..contract import COMPLAINT_KINDS
 from .catalog import BANK_NAMES, MCCS
 from .city import City
-from .columns import DAY_S, digit_strings, str_series, time_series, to_seconds
+from .columns import DAY_S, digit_strings, str_series, time_series, to_seconds, vocab_strings
 from .scenario import Scenario
 from .settlement import O, Money
 from .specs import CityConfig
@@ -91,7 +91,8 @@ def fill(template: str, fields: dict[str, pd.Series]) -> pd.Series:
 def _money_text(amount: np.ndarray) -> pd.Series:
     """Amounts as people write them: ``120`` for whole yuan, ``23.50`` otherwise."""
     whole = np.round(amount) == amount
-    return pd.Series(np.where(whole, np.char.mod("%d", np.round(amount).astype(np.int64)), np.char.mod("%.2f", amount)))
+    text = np.where(whole, np.char.mod("%d", np.round(amount).astype(np.int64)), np.char.mod("%.2f", amount))
+    return pd.Series(text)
 
 
 def _date_text(local_s: np.ndarray) -> pd.Series:
@@ -116,7 +117,8 @@ def _describe(kind: np.ndarray, situation: np.ndarray, fields: dict[str, pd.Seri
         for t, template in enumerate(templates):
             mine = which == t
             if mine.any():
-                out[sel[mine]] = fill(template, {n: s[mine].reset_index(drop=True) for n, s in sub.items()}).to_numpy()
+                mine_fields = {n: s[mine].reset_index(drop=True) for n, s in sub.items()}
+                out[sel[mine]] = fill(template, mine_fields).to_numpy()
     return out
 
 
@@ -132,7 +134,9 @@ def _first_per_group(group: np.ndarray, u: np.ndarray, k: int) -> np.ndarray:
 
 def _stated_amount(amount: np.ndarray, rng) -> np.ndarray:
     u = rng.random(len(amount))
-    return np.where(u < 0.7, amount, np.where(u < 0.9, np.maximum(1.0, np.round(amount)), np.maximum(10.0, np.round(amount, -1))))
+    yuan = np.maximum(1.0, np.round(amount))
+    tens = np.maximum(10.0, np.round(amount, -1))
+    return np.where(u < 0.7, amount, np.where(u < 0.9, yuan, tens))
 
 
 def _last4(values: pd.Series) -> np.ndarray:
@@ -178,15 +182,17 @@ def build_complaints(
     soon = att.ts[rows] + (3600 * np.exp(np.log(3.0) + rng.standard_normal(len(rows)))).astype(np.int64)
     due_s = to_seconds(money.due[rows]) + 9 * 3600 + (rng.exponential(DAY_S, len(rows))).astype(np.int64)
     opened = np.where(immediate, soon, np.maximum(due_s, att.ts[rows] + 3600))
-    keep = (opened < tl.end_s) & _first_per_group(att.merchant[rows].astype(np.int64) * tl.days + tl.day_of(opened),
-                                                  rng.random(len(rows)), MAX_TICKETS_PER_MERCHANT_DAY)
+    merchant_day = att.merchant[rows].astype(np.int64) * tl.days + tl.day_of(opened)
+    first = _first_per_group(merchant_day, rng.random(len(rows)), MAX_TICKETS_PER_MERCHANT_DAY)
+    keep = (opened < tl.end_s) & first
     rows, opened, outcome = rows[keep], opened[keep], outcome[keep]
 
     # tickets that match no transaction
     n_orphans = int(round(config.orphan_ticket_share * len(rows) / max(1e-9, 1 - config.orphan_ticket_share)))
     o_merchant = rng.choice(city.n_merchants, n_orphans, p=city.m_propensity / city.m_propensity.sum())
     o_opened = tl.start_s + DAY_S + rng.integers(0, max(1, tl.end_s - tl.start_s - DAY_S), n_orphans)
-    o_amount = np.round(np.array([MCCS[s].median for s in city.m_shop[o_merchant]]) * rng.lognormal(0, 0.6, n_orphans), 2)
+    o_median = np.array([s.median for s in MCCS])[city.m_shop[o_merchant]]
+    o_amount = np.round(o_median * rng.lognormal(0, 0.6, n_orphans), 2)
     o_transfer = (rng.random(n_orphans) < 0.15) & (city.m_transfer_p[o_merchant] > 0)
 
     n = len(rows) + n_orphans
@@ -200,9 +206,14 @@ def build_complaints(
     pos = ledger.position[rows]
     card_last4 = _last4(ledger.table["card_number"].iloc[pos])
     payee_last4 = _last4(ledger.table["payee_account"].iloc[pos])
-    last4 = pd.Series(np.r_[np.where(att.transfer[rows], payee_last4, card_last4), np.full(n_orphans, "")], dtype=object)
+    last4 = np.r_[np.where(att.transfer[rows], payee_last4, card_last4), np.full(n_orphans, "")]
     bank = np.asarray(BANK_NAMES + ("对方银行",), dtype=object)[np.r_[att.bank[rows], np.full(n_orphans, -1)]]
-    fields = {"amount": _money_text(stated), "last4": last4, "date": _date_text(txn_s), "bank": pd.Series(bank)}
+    fields = {
+        "amount": _money_text(stated),
+        "last4": pd.Series(last4, dtype=object),
+        "date": _date_text(txn_s),
+        "bank": pd.Series(bank),
+    }
     description = _describe(kind, situation, fields, rng)
 
     approx = np.minimum(txn_s + rng.integers(-1200, 1201, n), tl.end_s - 1)
@@ -223,13 +234,14 @@ def build_complaints(
             "description": str_series(description[order]),
         }
     )
-    txn = ledger.txn_ids.take(pa.array(np.r_[pos, np.zeros(n_orphans, np.int64)][order], mask=is_orphan[order]))
+    txn_row = np.r_[pos, np.zeros(n_orphans, np.int64)][order]
+    txn = ledger.txn_ids.take(pa.array(txn_row, mask=is_orphan[order]))
     cause_all = np.r_[cause[rows], np.full(n_orphans, -1)][order]
     tickets = pd.DataFrame(
         {
             "ticket_id": str_series(ticket_ids),
             "txn_id": str_series(txn),
-            "cause": str_series(np.where(cause_all >= 0, np.asarray(CAUSE_CODES, dtype=object)[cause_all], None)),
+            "cause": str_series(vocab_strings(CAUSE_CODES, cause_all)),
         }
     )
     return complaints, tickets

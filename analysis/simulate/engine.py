@@ -82,7 +82,8 @@ class _Progress:
     def __call__(self, stage: str) -> None:
         if self.on:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            print(f"[simulate] {time.perf_counter() - self.t0:7.1f} s  peak {peak:6.0f} MB  {stage}", file=sys.stderr, flush=True)
+            elapsed = time.perf_counter() - self.t0
+            print(f"[simulate] {elapsed:7.1f} s  peak {peak:6.0f} MB  {stage}", file=sys.stderr, flush=True)
 
 
 def simulate_city(config: CityConfig, *, full_pans: bool = True, progress: bool = False) -> SimulatedCity:
@@ -157,7 +158,9 @@ def _inside(path: Path, parent: Path) -> bool:
 def masked_tables(tables: dict) -> dict:
     """The tables with ``card_number`` and ``payee_account`` masked (first 6 + last 4)."""
     txns = tables["transactions"]
-    masked = txns.assign(**{c: pd.Series(mask_pan_series(txns[c]), index=txns.index, dtype="str") for c in PAN_COLUMNS})
+    masked = txns.assign(
+        **{c: pd.Series(mask_pan_series(txns[c]), index=txns.index, dtype="str") for c in PAN_COLUMNS}
+    )
     return {**tables, "transactions": masked}
 
 
@@ -176,7 +179,8 @@ def write_truth(truth: Truth, truth_dir: str | Path, fmt: str = "parquet") -> li
         written.append(target)
     for name in TRUTH_JSON:
         target = out / f"{name}.json"
-        target.write_text(json.dumps(getattr(truth, name), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        text = json.dumps(getattr(truth, name), ensure_ascii=False, indent=2)
+        target.write_text(text + "\n", encoding="utf-8")
         written.append(target)
     return written
 
@@ -214,7 +218,9 @@ def write_city(
     """
     out = Path(out_dir)
     if truth_dir is not None and (_inside(Path(truth_dir), out) or _inside(out, Path(truth_dir))):
-        raise ValueError(f"truth_dir {truth_dir} must lie outside the dataset directory {out_dir} (and not contain it)")
+        raise ValueError(
+            f"truth_dir {truth_dir} must lie outside the dataset directory {out_dir} (and not contain it)"
+        )
     tables = masked_tables(city.tables) if mask_pans else city.tables
     write_tables(tables, out, fmt)
     if truth_dir is not None:

@@ -37,8 +37,8 @@ from .catalog import (
 )
 from .city import City
 from .columns import DAY_S, large_strings, str_series, time_series, vocab_strings
-from .mechanisms import BATCH_AT_S, UPLOAD_FAILED, UPLOADED, Outcome
-from .scenario import FixInstance, Scenario
+from .mechanisms import BATCH_AT_S, UPLOAD_FAILED, UPLOADED, Outcome, categorical
+from .scenario import FixInstance, Scenario, fixes_active
 from .streams import Streams
 from .timeline import Timeline
 from .traffic import Attempts, sample_rows
@@ -68,6 +68,8 @@ _NOISE_EVENT = np.array([EVENT[e] for e, _ in LINK_NOISE_EVENTS], dtype=np.int8)
 _NOISE_P = np.array([w for _, w in LINK_NOISE_EVENTS])
 _NOISE_DETAIL = {"timeout": 6, "connection_reset": 5, "mac_error": 8, "retransmit": 9}
 _OPEN_HOURS = (np.arange(24) >= 7) & (np.arange(24) < 23)
+#: Daytime window of spontaneous events: (from, span) in seconds after midnight.
+DAYTIME = (7 * 3600, 16 * 3600)
 
 
 class _Log:
@@ -94,6 +96,11 @@ class _Log:
         return tuple(np.concatenate(c) for c in zip(*self.parts))
 
 
+def _at(tl: Timeline, day: np.ndarray, from_s: int, span_s: int, rng) -> np.ndarray:
+    """Local times on simulated days, uniform in ``[from_s, from_s + span_s)`` after midnight."""
+    return tl.start_s + day * DAY_S + from_s + rng.integers(0, span_s, len(day))
+
+
 def _terminal_days(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     t, d = np.nonzero(mask)
     return t.astype(np.int32), d.astype(np.int64)
@@ -105,9 +112,9 @@ def _batch_events(log: _Log, att: Attempts, out: Outcome, tl: Timeline, rng) -> 
     records = np.bincount(
         att.terminal.astype(np.int64) * tl.days + att.day, weights=~att.transfer, minlength=out.batch.size
     )[t.astype(np.int64) * tl.days + d]
-    log.add(t, tl.start_s + d * DAY_S + BATCH_AT_S + rng.integers(0, 14 * 60, len(t)), EVENT["batch_upload_ok"], 13)
+    log.add(t, _at(tl, d, BATCH_AT_S, 14 * 60, rng), EVENT["batch_upload_ok"], 13)
     t, d = _terminal_days(out.batch == UPLOAD_FAILED)
-    log.add(t, tl.start_s + d * DAY_S + BATCH_AT_S + rng.integers(0, 14 * 60, len(t)), EVENT["batch_upload_failed"], 0)
+    log.add(t, _at(tl, d, BATCH_AT_S, 14 * 60, rng), EVENT["batch_upload_failed"], 0)
     return records.astype(np.int64)
 
 
@@ -155,7 +162,7 @@ def _noise_events(log: _Log, scen: Scenario, fixes, tl: Timeline, rng) -> None:
         hour = sample_rows(cum, d, rng.random(len(d)))
         ts = tl.start_s + d * DAY_S + hour.astype(np.int64) * 3600 + rng.integers(0, 3600, len(d))
         keep = (ts >= f.start_s) & (ts < f.end_s) & _kept_after_fixes(fixes, t, ts, rng.random(len(ts)))
-        kind = np.minimum(np.searchsorted(np.cumsum(_NOISE_P / _NOISE_P.sum()), rng.random(len(ts)), side="right"), len(_NOISE_P) - 1)
+        kind = np.minimum(categorical(_NOISE_P / _NOISE_P.sum(), rng.random(len(ts))), len(_NOISE_P) - 1)
         detail = np.array([_NOISE_DETAIL[e] for e, _ in LINK_NOISE_EVENTS], dtype=np.int16)[kind]
         log.add(t[keep], ts[keep], _NOISE_EVENT[kind][keep], detail[keep])
 
@@ -167,25 +174,29 @@ def _reboots(log: _Log, scen: Scenario, fixes, tl: Timeline, rng) -> None:
         t, d = _terminal_days(counts > 0)
         reps = counts[t, d]
         t, d = np.repeat(t, reps), np.repeat(d, reps)
-        ts = tl.start_s + d * DAY_S + 7 * 3600 + rng.integers(0, 16 * 3600, len(d))
-        fixed = np.zeros(len(ts), dtype=bool)
-        for fx in fixes:
-            if fx.kind == "firmware_update":
-                fixed |= fx.active(t, ts)
-        keep = f.active(t, ts) & ~fixed
+        ts = _at(tl, d, *DAYTIME, rng)
+        keep = f.active(t, ts) & ~fixes_active(fixes, "firmware_update", t, ts)
         log.add(t[keep], ts[keep], EVENT["reboot"], 10)
 
 
 def _background_events(log: _Log, city: City, quiet: np.ndarray, tl: Timeline, rng, scale: float) -> None:
     """Rare timeouts and reboots anywhere (not on terminals that never upload)."""
-    for event, rate, detail in (("timeout", BACKGROUND_TIMEOUTS_PER_DAY, 6), ("reboot", BACKGROUND_REBOOTS_PER_DAY, 12)):
+    kinds = (("timeout", BACKGROUND_TIMEOUTS_PER_DAY, 6), ("reboot", BACKGROUND_REBOOTS_PER_DAY, 12))
+    for event, rate, detail in kinds:
         hit = (rng.random((city.n_terminals, tl.days)) < rate * scale) & ~quiet[:, None]
         t, d = _terminal_days(hit)
-        log.add(t, tl.start_s + d * DAY_S + 7 * 3600 + rng.integers(0, 16 * 3600, len(d)), EVENT[event], detail)
+        log.add(t, _at(tl, d, *DAYTIME, rng), EVENT[event], detail)
 
 
 def build_events(
-    att: Attempts, out: Outcome, city: City, scen: Scenario, tl: Timeline, streams: Streams, *, scale: float = 1.0
+    att: Attempts,
+    out: Outcome,
+    city: City,
+    scen: Scenario,
+    tl: Timeline,
+    streams: Streams,
+    *,
+    scale: float = 1.0,
 ) -> pd.DataFrame:
     """The contract's ``terminal_events`` table, in time order (see the module docstring)."""
     rng = streams("events")
@@ -194,11 +205,7 @@ def build_events(
     _transaction_events(log, att, out, rng)
     _noise_events(log, scen, scen.fixes, tl, rng)
     _reboots(log, scen, scen.fixes, tl, rng)
-    quiet = np.zeros(city.n_terminals, dtype=bool)
-    for f in scen.of_kind("misconfigured_merchant"):
-        if f.spec.mode == "no_upload":
-            quiet |= f.terminals
-    _background_events(log, city, quiet, tl, rng, scale)
+    _background_events(log, city, scen.silent_terminals(city.n_terminals), tl, rng, scale)
 
     terminal, ts, event, detail = log.arrays()
     keep = (ts >= tl.start_s) & (ts < tl.end_s)

@@ -60,7 +60,7 @@ from .catalog import (
 )
 from .city import City
 from .columns import DAY_S
-from .scenario import FaultInstance, FixInstance, Scenario
+from .scenario import FaultInstance, FixInstance, Scenario, fixes_active
 from .timeline import Timeline
 from .traffic import Attempts
 
@@ -72,13 +72,18 @@ BATCH_AT_S = 23 * 3600 + 45 * 60
 
 _LINK_CODE = np.array([-1 if k[1] is None else CODE_INDEX[k[1]] for k in LINK_KINDS], dtype=np.int8)
 _LINK_REV = np.array([REVERSAL_STATUSES.index(k[2]) for k in LINK_KINDS], dtype=np.int8)
-_LINK_REASON = np.array([-1 if k[3] is None else REVERSAL_REASONS.index(k[3]) for k in LINK_KINDS], dtype=np.int8)
+_LINK_REASON = np.array(
+    [-1 if k[3] is None else REVERSAL_REASONS.index(k[3]) for k in LINK_KINDS], dtype=np.int8
+)
 _LINK_CORRUPTED = np.array([k[4] for k in LINK_KINDS])
 _BG_CODES = tuple(BACKGROUND_DECLINES)
 _BG_CODE_OF = np.array([CODE_INDEX[c] for c in _BG_CODES] + [CODE_INDEX["00"]], dtype=np.int8)
-_BG_MECH_OF = np.array(
-    [[MECH[BACKGROUND_MECHANISMS.get(CODE_CAUSES[c][t], "card_decline")] for c in _BG_CODES] + [MECH["normal"]]
-     for t in (0, 1)],
+_BG_MECH_OF = np.array(  # [purchase/transfer, background code (last: approved)]
+    [
+        [MECH[BACKGROUND_MECHANISMS.get(CODE_CAUSES[c][t], "card_decline")] for c in _BG_CODES]
+        + [MECH["normal"]]
+        for t in (0, 1)
+    ],
     dtype=np.int8,
 )
 _RETURN_REASON_OF = np.array([RETURN_REASONS.index(r) for r, _, _ in TRANSFER_RETURNS], dtype=np.int8)
@@ -123,18 +128,18 @@ class Outcome:
         return (self.code == CODE_INDEX["00"]) & (self.reversal == NONE)
 
 
-def _categorical(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
+def categorical(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Index drawn by ``u`` from ``probs``; ``len(probs)`` where u falls past their sum."""
     return np.searchsorted(np.cumsum(probs), u, side="right")
 
 
 def _rare_categorical(probs: np.ndarray, u: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-    """:func:`_categorical` for small total probabilities: only rows with u below the total are searched."""
+    """:func:`categorical` for rare outcomes: only rows with u below the total probability are searched."""
     out = np.full(len(u), len(probs), dtype=np.int64)
     hit = u < probs.sum()
     if rows is not None:
         hit &= rows
-    out[hit] = _categorical(probs, u[hit])
+    out[hit] = categorical(probs, u[hit])
     return out
 
 
@@ -153,19 +158,10 @@ def _background_codes(att: Attempts, scale: float) -> tuple[np.ndarray, np.ndarr
     is_fraud = uf[maybe] < p
     fraud, p = maybe[is_fraud], p[is_fraud]
     split = np.array([w for _, w in FRAUD_CODES])
-    pick = np.minimum(_categorical(split / split.sum(), uf[fraud] / p), len(split) - 1)
+    pick = np.minimum(categorical(split / split.sum(), uf[fraud] / p), len(split) - 1)
     code[fraud] = np.array([CODE_INDEX[c] for c, _ in FRAUD_CODES], dtype=np.int8)[pick]
     mech[fraud] = MECH["card_decline"]
     return code, mech
-
-
-def _fixes_active(fixes: tuple[FixInstance, ...], kind: str, terminal: np.ndarray, ts: np.ndarray) -> np.ndarray:
-    """True where any fix of ``kind`` is in place."""
-    out = np.zeros(len(ts), dtype=bool)
-    for fx in fixes:
-        if fx.kind == kind:
-            out |= fx.active(terminal, ts)
-    return out
 
 
 def _network_multiplier(fixes, terminal: np.ndarray, ts: np.ndarray) -> np.ndarray:
@@ -179,8 +175,8 @@ def _network_multiplier(fixes, terminal: np.ndarray, ts: np.ndarray) -> np.ndarr
 
 def _effective_end(fault: FaultInstance, fixes, kind: str) -> int:
     """End of a merchant fault: its own end or the first fix of ``kind`` that covers it."""
-    ends = [fault.end_s] + [fx.applied_s for fx in fixes if fx.kind == kind and (fx.terminals & fault.terminals).any()]
-    return min(ends)
+    fixed = [fx.applied_s for fx in fixes if fx.kind == kind and (fx.terminals & fault.terminals).any()]
+    return min([fault.end_s] + fixed)
 
 
 def _link(att, scen, fixes, tl, quiet, scale):
@@ -204,9 +200,9 @@ def _link(att, scen, fixes, tl, quiet, scale):
     hit = u < (rate + bg_rate) * mult
     kind = np.full(len(ts), -1, dtype=np.int8)
     for rows, probs in ((from_fault, LINK_KIND_P_FAULT), (hit & ~from_fault, LINK_KIND_P_BACKGROUND)):
-        picked = _categorical(probs / probs.sum(), att.draws["kind"][rows])
+        picked = categorical(probs / probs.sum(), att.draws["kind"][rows])
         kind[rows] = np.minimum(picked, len(LINK_KINDS) - 1)
-    validated = _fixes_active(fixes, "message_validation", term, ts)
+    validated = fixes_active(fixes, "message_validation", term, ts)
     converted = hit & _LINK_CORRUPTED[np.maximum(kind, 0)] & validated
     failed = hit & ~converted
     return failed, kind, from_fault, fault_of, converted, slow
@@ -215,7 +211,8 @@ def _link(att, scen, fixes, tl, quiet, scale):
 def _batches(att, city, scen, fixes, tl, not_uploading):
     """Upload state and fault per terminal-day (see :data:`UPLOADED` etc.)."""
     n_t, n_d = city.n_terminals, tl.days
-    active = np.bincount(att.terminal.astype(np.int64) * n_d + att.day, minlength=n_t * n_d).reshape(n_t, n_d) > 0
+    cell = att.terminal.astype(np.int64) * n_d + att.day
+    active = np.bincount(cell, minlength=n_t * n_d).reshape(n_t, n_d) > 0
     state = np.where(active, UPLOADED, IDLE).astype(np.int8)
     fault = np.full((n_t, n_d), -1, dtype=np.int16)
     batch_s = tl.start_s + np.arange(n_d, dtype=np.int64) * DAY_S + BATCH_AT_S
@@ -238,7 +235,13 @@ def _batches(att, city, scen, fixes, tl, not_uploading):
 
 
 def apply_mechanisms(
-    att: Attempts, city: City, scen: Scenario, tl: Timeline, fixes: tuple[FixInstance, ...], *, scale: float = 1.0
+    att: Attempts,
+    city: City,
+    scen: Scenario,
+    tl: Timeline,
+    fixes: tuple[FixInstance, ...],
+    *,
+    scale: float = 1.0,
 ) -> Outcome:
     """The outcome of every attempt under ``scen``'s faults with ``fixes`` in place.
 
@@ -275,9 +278,7 @@ def apply_mechanisms(
         if f.kind in ("misconfigured_merchant", "frozen_account")
     ]
     not_uploading = [(i, f, e) for i, f, e in merchant_faults if getattr(f.spec, "mode", "") == "no_upload"]
-    quiet = np.zeros(city.n_terminals, dtype=bool)
-    for _, f, _ in not_uploading:
-        quiet |= f.terminals
+    quiet = scen.silent_terminals(city.n_terminals)
 
     failed, kind, from_fault, fault_of, converted, slow = _link(att, scen, fixes, tl, quiet, scale)
     code[failed] = _LINK_CODE[kind[failed]]
@@ -289,7 +290,7 @@ def apply_mechanisms(
 
     approved = (code == CODE_INDEX["00"]) & (reversal == NONE)
     u_fw = att.draws["fw"]
-    fw_fixed = _fixes_active(fixes, "firmware_update", term, ts)
+    fw_fixed = fixes_active(fixes, "firmware_update", term, ts)
     for i, f in enumerate(scen.faults):
         if f.kind == "faulty_firmware":
             rate = f.spec.reversal_rate
@@ -356,4 +357,13 @@ def apply_mechanisms(
     )
 
 
-__all__ = ["BATCH_AT_S", "Outcome", "apply_mechanisms", "IDLE", "UPLOADED", "UPLOAD_FAILED", "NOT_UPLOADED"]
+__all__ = [
+    "BATCH_AT_S",
+    "IDLE",
+    "NOT_UPLOADED",
+    "UPLOADED",
+    "UPLOAD_FAILED",
+    "Outcome",
+    "apply_mechanisms",
+    "categorical",
+]

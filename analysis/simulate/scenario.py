@@ -54,8 +54,8 @@ class FaultInstance:
     """One injected fault, resolved.
 
     ``terminals`` is a boolean mask over the city's terminals it can touch
-    (all of them for issuer and bank outages); ``merchant`` and ``bank`` are
-    indices (-1 where not applicable); ``start_s``/``end_s`` local seconds
+    (all of them for issuer and bank outages); ``segment``, ``merchant`` and
+    ``bank`` are indices (-1 where not applicable); ``start_s``/``end_s`` local seconds
     (``end_s`` is the simulation end when the spec has none). ``intensity`` is a
     ``[day, hour]`` multiplier of the fault's rate (bursts; ones for most faults).
     """
@@ -66,6 +66,7 @@ class FaultInstance:
     start_s: int
     end_s: int
     terminals: np.ndarray = field(repr=False)
+    segment: int = -1
     merchant: int = -1
     bank: int = -1
     intensity: np.ndarray = field(default=None, repr=False)
@@ -102,11 +103,31 @@ class Scenario:
     fixes: tuple[FixInstance, ...]
 
     def of_kind(self, kind: str) -> list[FaultInstance]:
+        """The faults of one kind (e.g. ``"unstable_link"``), in config order."""
         return [f for f in self.faults if f.kind == kind]
+
+    def silent_terminals(self, n_terminals: int) -> np.ndarray:
+        """Terminals of merchants that never upload (``no_upload``): their lines stay quiet."""
+        quiet = np.zeros(n_terminals, dtype=bool)
+        for f in self.of_kind("misconfigured_merchant"):
+            if f.spec.mode == "no_upload":
+                quiet |= f.terminals
+        return quiet
 
     def without(self, change_id: str) -> tuple[FixInstance, ...]:
         """All fixes but one (for the counterfactual run)."""
         return tuple(f for f in self.fixes if f.change_id != change_id)
+
+
+def fixes_active(
+    fixes: tuple[FixInstance, ...], kind: str, terminal: np.ndarray, ts: np.ndarray
+) -> np.ndarray:
+    """True where any fix of ``kind`` is in place for the terminal at the time."""
+    out = np.zeros(len(ts), dtype=bool)
+    for fx in fixes:
+        if fx.kind == kind:
+            out |= fx.active(terminal, ts)
+    return out
 
 
 def scope_terminals(city: City, scope_type: str, scope_value: str) -> np.ndarray:
@@ -128,7 +149,9 @@ def scope_terminals(city: City, scope_type: str, scope_value: str) -> np.ndarray
         return city.t_segment == city.segment_index(scope_value)
     if scope_type == "merchant":
         return city.t_merchant == city.merchant_index(scope_value)
-    column, known = {"terminal_model": ("model", MODEL_NAMES), "firmware": ("firmware", FIRMWARES)}[scope_type]
+    column, known = {"terminal_model": ("model", MODEL_NAMES), "firmware": ("firmware", FIRMWARES)}[
+        scope_type
+    ]
     if scope_value not in known:
         raise ValueError(f"{scope_type} {scope_value!r} is unknown; expected one of {list(known)}")
     return (t[column] == scope_value).to_numpy()
@@ -142,7 +165,7 @@ def _bursts(rng: np.random.Generator, days: int, sigma: float) -> np.ndarray:
 
 
 def _pick_merchant(city: City, excluded: set[int], rng: np.random.Generator) -> int:
-    """A T1 merchant of ordinary volume (40th-80th percentile) away from excluded merchants and the case segment."""
+    """A T1 merchant of ordinary volume (40th-80th percentile), not excluded, off the case segment."""
     ok = (city.m_cycle == CYCLES.index("T1")) & (city.m_segment != city.case_segment)
     lo, hi = np.quantile(city.m_rate, [0.4, 0.8])
     ok &= (city.m_rate >= lo) & (city.m_rate <= hi)
@@ -153,22 +176,25 @@ def _pick_merchant(city: City, excluded: set[int], rng: np.random.Generator) -> 
     return int(rng.choice(candidates))
 
 
-def _fault_target(spec, city: City, excluded: set[int], rng) -> tuple[np.ndarray, int, int]:
-    """(terminal mask, merchant index, bank index) a fault spec acts on."""
-    everywhere = np.ones(city.n_terminals, dtype=bool)
+def _fault_target(spec, city: City, excluded: set[int], rng) -> dict:
+    """What a fault spec acts on: ``terminals`` mask and ``segment``/``merchant``/``bank`` indices."""
     if isinstance(spec, UnstableLink):
         seg = city.case_segment if spec.segment is None else city.segment_index(spec.segment)
-        return city.t_segment == seg, -1, -1
+        return {"terminals": city.t_segment == seg, "segment": seg}
     if isinstance(spec, FaultyFirmware):
-        return scope_terminals(city, "firmware", spec.firmware), -1, -1
+        return {"terminals": scope_terminals(city, "firmware", spec.firmware)}
     if isinstance(spec, (MisconfiguredMerchant, FrozenAccount)):
-        m = _pick_merchant(city, excluded, rng) if spec.merchant_id is None else city.merchant_index(spec.merchant_id)
-        return city.t_merchant == m, m, -1
+        if spec.merchant_id is None:
+            m = _pick_merchant(city, excluded, rng)
+        else:
+            m = city.merchant_index(spec.merchant_id)
+        return {"terminals": city.t_merchant == m, "merchant": m}
+    everywhere = np.ones(city.n_terminals, dtype=bool)
     if isinstance(spec, BankOutage):
         if spec.bank not in BANK_NAMES:
             raise ValueError(f"BankOutage.bank {spec.bank!r} is unknown; expected one of {list(BANK_NAMES)}")
-        return everywhere, -1, BANK_NAMES.index(spec.bank)
-    return everywhere, -1, -1  # IssuerOutage
+        return {"terminals": everywhere, "bank": BANK_NAMES.index(spec.bank)}
+    return {"terminals": everywhere}  # IssuerOutage
 
 
 def _default_scope(spec: Fix, city: City, faults: list[FaultInstance]) -> str:
@@ -180,7 +206,7 @@ def _default_scope(spec: Fix, city: City, faults: list[FaultInstance]) -> str:
     if fault is None:
         raise ValueError(f"{spec!r} leaves scope_value open but there is no {target} fault to take it from")
     if spec.scope_type == "network_segment":
-        return city.segments[int(np.bincount(city.t_segment[fault.terminals]).argmax())]
+        return city.segments[fault.segment]
     if spec.scope_type == "merchant":
         return str(city.merchants["merchant_id"].iat[fault.merchant])
     if spec.scope_type in ("firmware", "terminal_model"):
@@ -198,14 +224,12 @@ def resolve(config: CityConfig, city: City, tl: Timeline, streams: Streams) -> S
     faults: list[FaultInstance] = []
     for spec in config.faults:  # segment faults first claim their merchants
         if isinstance(spec, UnstableLink):
-            mask, _, _ = _fault_target(spec, city, busy, rng)
-            busy |= set(np.unique(city.t_merchant[mask]).tolist())
+            claimed = city.t_merchant[_fault_target(spec, city, busy, rng)["terminals"]]
+            busy |= set(np.unique(claimed).tolist())
     for i, spec in enumerate(config.faults, start=1):
-        mask, merchant, bank = _fault_target(spec, city, busy, rng)
-        if merchant >= 0:
-            busy.add(merchant)
+        target = _fault_target(spec, city, busy, rng)
+        busy.add(target.get("merchant", city.anchor))
         end = getattr(spec, "end", None)
-        intensity = _bursts(rng, tl.days, spec.burstiness) if isinstance(spec, UnstableLink) else None
         faults.append(
             FaultInstance(
                 fault_id=f"F{i}",
@@ -213,10 +237,8 @@ def resolve(config: CityConfig, city: City, tl: Timeline, streams: Streams) -> S
                 spec=spec,
                 start_s=int(local_seconds(spec.start).astype(np.int64)),
                 end_s=int(local_seconds(end).astype(np.int64)) if end else tl.end_s,
-                terminals=mask,
-                merchant=merchant,
-                bank=bank,
-                intensity=intensity,
+                intensity=_bursts(rng, tl.days, spec.burstiness) if isinstance(spec, UnstableLink) else None,
+                **target,
             )
         )
     fixes = []
@@ -263,4 +285,12 @@ def interventions_table(scen: Scenario) -> pd.DataFrame:
     )
 
 
-__all__ = ["FaultInstance", "FixInstance", "Scenario", "interventions_table", "resolve", "scope_terminals"]
+__all__ = [
+    "FaultInstance",
+    "FixInstance",
+    "Scenario",
+    "fixes_active",
+    "interventions_table",
+    "resolve",
+    "scope_terminals",
+]

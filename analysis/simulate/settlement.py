@@ -104,9 +104,11 @@ def settle(att: Attempts, out: Outcome, city: City, tl: Timeline, *, scale: floa
     k = sum((u >= edge).astype(np.int64) for edge in np.cumsum(CREDIT_DELAY_P)[:-1])
     late_rate = max(LATE_CREDIT_RATE * scale, 1e-12)
     j = np.minimum((att.draws["late"] / late_rate * LATE_MAX).astype(np.int64), LATE_MAX - 1)
-    credit_day = np.where(out.late, tl.late_day.reshape(-1)[cell * LATE_MAX + j], tl.credit_day.reshape(-1)[cell * n_k + k])
+    on_time = tl.credit_day.reshape(-1)[cell * n_k + k]
+    credit_day = np.where(out.late, tl.late_day.reshape(-1)[cell * LATE_MAX + j], on_time)
     tod = att.draws["tod"]
-    credited_s = credit_day.view(np.int64) * DAY_S + CREDIT_FROM_S + (tod**1.7 * CREDIT_SPAN_S).astype(np.int64)
+    morning = (tod**1.7 * CREDIT_SPAN_S).astype(np.int64)
+    credited_s = credit_day.view(np.int64) * DAY_S + CREDIT_FROM_S + morning
     same_day = (cycle == CYCLES.index("D0")) & (k == 0) & ~out.late
     credited_s[same_day] = att.ts[same_day] + D0_FROM_S + (tod[same_day] * D0_SPAN_S).astype(np.int64)
     credited = has_row & ~returned & (credited_s < tl.end_s)
@@ -136,10 +138,14 @@ def settle(att: Attempts, out: Outcome, city: City, tl: Timeline, *, scale: floa
                         "credited_late", "returned", "in_cycle", "credit_overdue")],
         default=O["not_cleared"],
     ).astype(np.int8)
-    return Money(outcome=outcome, has_row=has_row, status=status, credited_s=credited_s, due=due, deadline=deadline)
+    return Money(
+        outcome=outcome, has_row=has_row, status=status, credited_s=credited_s, due=due, deadline=deadline
+    )
 
 
-def settlements_table(att: Attempts, money: Money, txn_ids: pa.Array, position: np.ndarray, out: Outcome) -> pd.DataFrame:
+def settlements_table(
+    att: Attempts, money: Money, txn_ids: pa.Array, position: np.ndarray, out: Outcome
+) -> pd.DataFrame:
     """The contract's ``settlements`` table: one row per cleared attempt, in transaction order.
 
     ``txn_ids`` are the transactions table's ids and ``position`` each attempt's row in it.

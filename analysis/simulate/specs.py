@@ -173,7 +173,9 @@ class MisconfiguredMerchant:
     def __post_init__(self) -> None:
         _check_window(self)
         if self.mode not in ("wrong_account", "no_upload"):
-            raise ValueError(f"MisconfiguredMerchant.mode must be 'wrong_account' or 'no_upload', got {self.mode!r}")
+            raise ValueError(
+                f"MisconfiguredMerchant.mode must be 'wrong_account' or 'no_upload', got {self.mode!r}"
+            )
 
 
 @dataclass(frozen=True)

@@ -141,7 +141,8 @@ def _card_pool(n_cards: int, city: City, rng) -> tuple[pa.StringArray, np.ndarra
     """Card numbers and, per neighbourhood, the start of its block of local cards."""
     bins = [b for b, _, _ in CARD_BINS]
     w = np.array([x for _, _, x in CARD_BINS])
-    pans = luhn_numbers(bins, [n for _, n, _ in CARD_BINS], rng.choice(len(bins), n_cards, p=w / w.sum()), rng)
+    which = rng.choice(len(bins), n_cards, p=w / w.sum())
+    pans = luhn_numbers(bins, [n for _, n, _ in CARD_BINS], which, rng)
     k = len(city.neighbourhoods)
     shares = np.bincount(city.m_nb, weights=city.m_rate, minlength=k)
     sizes = np.floor(n_cards * shares / shares.sum()).astype(np.int64)
@@ -218,7 +219,8 @@ def draw_attempts(
     skew = rng.random(n) ** 2
     local_card = nb_start[nb] + (skew * block).astype(np.int64)
     global_card = (rng.random(n) ** 2 * n_cards).astype(np.int64)
-    card = np.where((rng.random(n) < LOCAL_CARD_SHARE) & (block > 0), local_card, global_card).astype(np.int32)
+    local = (rng.random(n) < LOCAL_CARD_SHARE) & (block > 0)
+    card = np.where(local, local_card, global_card).astype(np.int32)
 
     # transfers: receiving bank and account
     payees, bank_start, bank_size = _payee_pool(int(max(500, transfer.sum() // 3)), rng)

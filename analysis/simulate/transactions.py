@@ -58,14 +58,15 @@ def _followups(att: Attempts, out: Outcome, tl: Timeline, rng: np.random.Generat
     r = np.flatnonzero(out.refund)
     void_ts = att.ts[v] + 30 + rng.integers(0, 870, len(v))
     delay = rng.integers(1, REFUND_MAX_DAYS + 1, len(r))
-    refund_ts = tl.start_s + (att.day[r] + delay).astype(np.int64) * DAY_S + 10 * 3600 + rng.integers(0, 10 * 3600, len(r))
+    refund_day = (att.day[r] + delay).astype(np.int64)
+    refund_ts = tl.start_s + refund_day * DAY_S + 10 * 3600 + rng.integers(0, 10 * 3600, len(r))
     full = rng.random(len(r)) < 0.7
     partial = np.maximum(0.01, np.round(att.amount[r] * rng.uniform(0.2, 0.9, len(r)), 2))
     keep = refund_ts < tl.end_s
     return {
         "src": np.concatenate([v, r[keep]]),
         "ts": np.concatenate([void_ts, refund_ts[keep]]),
-        "type": np.concatenate([np.full(len(v), TXN_TYPE["void"]), np.full(int(keep.sum()), TXN_TYPE["refund"])]),
+        "type": np.r_[np.full(len(v), TXN_TYPE["void"]), np.full(int(keep.sum()), TXN_TYPE["refund"])],
         "amount": np.concatenate([att.amount[v], np.where(full, att.amount[r], partial)[keep]]),
     }
 
@@ -136,6 +137,7 @@ def build_transactions(att: Attempts, out: Outcome, city: City, tl: Timeline, st
     terminal_ids = large_strings(city.terminals["terminal_id"])
     merchant_ids = large_strings(city.merchants["merchant_id"])
     payee = att.payee[src]
+    is_transfer = types == TXN_TYPE["transfer"]
     table = pd.DataFrame(
         {
             "txn_id": str_series(txn_ids),
@@ -152,9 +154,9 @@ def build_transactions(att: Attempts, out: Outcome, city: City, tl: Timeline, st
             "stan": str_series(digit_strings(_stan(terminal, rng, city.n_terminals), 6)),
             "rrn": str_series(digit_strings(_rrn(ts, tl), 12)),
             "original_txn_id": str_series(txn_ids.take(pa.array(original_row, mask=original_row < 0))),
-            "payee_bank": str_series(vocab_strings(BANK_NAMES, np.where(types == TXN_TYPE["transfer"], att.bank[src], -1))),
+            "payee_bank": str_series(vocab_strings(BANK_NAMES, np.where(is_transfer, att.bank[src], -1))),
             "payee_account": str_series(
-                att.payees.take(pa.array(np.maximum(payee, 0), mask=(payee < 0) | (types != TXN_TYPE["transfer"])))
+                att.payees.take(pa.array(np.maximum(payee, 0), mask=(payee < 0) | ~is_transfer))
             ),
         }
     )

@@ -105,7 +105,9 @@ def iso(local_s: int | None) -> str | None:
 
 def true_causes(att: Attempts, out: Outcome, money: Money) -> np.ndarray:
     """Index into :data:`CAUSE_CODES` of each attempt's true cause; -1 where no incident."""
-    by_mech = np.array([-1 if c is None else CAUSE_CODES.index(c) for c in MECHANISMS.values()], dtype=np.int8)
+    by_mech = np.array(
+        [-1 if c is None else CAUSE_CODES.index(c) for c in MECHANISMS.values()], dtype=np.int8
+    )
     by_code = np.array(
         [[CAUSE_CODES.index(CODE_CAUSES[c][t]) if c in CODE_CAUSES else -1 for c in CODES] for t in (0, 1)],
         dtype=np.int8,
@@ -179,12 +181,14 @@ def fix_effects(
         applied = min(g.applied_s for g in group)
         same_scope = [g.applied_s for g in scen.fixes
                       if (g.spec.scope_type, g.scope_value) == (fx.spec.scope_type, fx.scope_value)]
-        before_from = max([tl.start_s, applied - (tl.end_s - applied)] + [t for t in same_scope if t < applied])
+        earlier = [t for t in same_scope if t < applied]
+        before_from = max([tl.start_s, applied - (tl.end_s - applied)] + earlier)
         scope = fx.terminals[att.terminal]
         after = scope & (att.ts >= applied)
         before = scope & (att.ts >= before_from) & (att.ts < applied)
         ids = {g.change_id for g in group}
-        cf_out = apply_mechanisms(att, city, scen, tl, tuple(g for g in scen.fixes if g.change_id not in ids), scale=scale)
+        others = tuple(g for g in scen.fixes if g.change_id not in ids)
+        cf_out = apply_mechanisms(att, city, scen, tl, others, scale=scale)
         cf_unsettled = unsettled(att, cf_out, city, tl)
         link, cf_link = np.isin(out.mech, _LINK_MECHS), np.isin(cf_out.mech, _LINK_MECHS)
         rates = {
@@ -225,7 +229,7 @@ def faults_list(scen: Scenario, city: City, incidents: pd.DataFrame) -> list[dic
         hit = incidents.loc[incidents["fault_id"] == f.fault_id]
         target = {}
         if f.kind == "unstable_link":
-            target["network_segment"] = city.segments[int(np.bincount(city.t_segment[f.terminals]).argmax())]
+            target["network_segment"] = city.segments[f.segment]
         elif f.kind == "faulty_firmware":
             target["firmware"] = f.spec.firmware
         elif f.merchant >= 0:
@@ -234,7 +238,8 @@ def faults_list(scen: Scenario, city: City, incidents: pd.DataFrame) -> list[dic
             target["payee_bank"] = f.spec.bank
         else:
             target["scope"] = "all"
-        exposed = np.unique(city.t_merchant[f.terminals]) if f.kind not in ("bank_outage", "issuer_outage") else []
+        city_wide = f.kind in ("bank_outage", "issuer_outage")
+        exposed = [] if city_wide else np.unique(city.t_merchant[f.terminals])
         affected = sorted(hit["merchant_id"].unique().tolist())
         out.append(
             {
@@ -249,7 +254,9 @@ def faults_list(scen: Scenario, city: City, incidents: pd.DataFrame) -> list[dic
                 "merchant_ids": affected,
                 "shared": len(affected) >= 3,
                 "n_incidents": int(len(hit)),
-                "incidents_by_mechanism": {k: int(v) for k, v in hit["mechanism"].value_counts().sort_index().items()},
+                "incidents_by_mechanism": {
+                    k: int(v) for k, v in hit["mechanism"].value_counts().sort_index().items()
+                },
                 "fixed_by": [fx.change_id for fx in scen.fixes if (fx.terminals & f.terminals).any()
                              and fx.kind in _FIXES_OF.get(f.kind, ())],
             }
@@ -257,13 +264,15 @@ def faults_list(scen: Scenario, city: City, incidents: pd.DataFrame) -> list[dic
     return out
 
 
-def build_manifest(config, city: City, scen: Scenario, tl: Timeline, tables: dict, incidents, tickets) -> dict:
+def build_manifest(
+    config, city: City, scen: Scenario, tl: Timeline, tables: dict, incidents, tickets
+) -> dict:
     """Provenance and key facts: seed, config, period, as-of, the case's supermarket and segment, counts."""
     from .. import __version__
 
     merchant_ids = city.merchants["merchant_id"].to_numpy()
     links = scen.of_kind("unstable_link")
-    faulty = [city.segments[int(np.bincount(city.t_segment[f.terminals]).argmax())] for f in links]
+    faulty = [city.segments[f.segment] for f in links]
     case_members = np.flatnonzero(city.m_segment == city.case_segment)
     counts = incidents["cause"].value_counts()
     return {
