@@ -17,7 +17,8 @@ How it works
    (:func:`firmware_reboots`), bursts of ``91``/``96`` across segments
    (:func:`distinct_near`), repeated ``A0`` responses per terminal
    (:func:`response_counts`), merchant-level return patterns
-   (:func:`return_patterns`) and clearing ratios (:func:`clearing_ratios`).
+   (:func:`return_patterns`) and runs of days a terminal cleared nothing
+   (:func:`dark_runs`).
 2. **Rules** (:data:`RULES`) are tried in order; the first whose condition holds
    decides the cause, so every incident gets exactly one. Each rule names its
    cause, a confidence (raised or lowered by the evidence), an evidence template
@@ -123,10 +124,9 @@ class Thresholds:
         A merchant's credits are "all or mostly returned" for a wrong account
         when at least this many are, making at least this share of its cleared
         credits between its first and last such return.
-    never_clears_max_ratio, never_clears_min_days : float, int
-        A terminal or merchant "never reaches clearing" when at most this share
-        of its approved transactions past their cycle cleared, over at least this
-        many business days.
+    never_clears_min_days : int
+        A terminal "never reaches clearing" when it cleared none of its approved
+        transactions on at least this many consecutive days with any (a dark run).
     firmware_min_terminals, firmware_factor : int, float
         A firmware "shows reboots across the city" when at least this many of
         its terminals rebooted and its share of rebooted terminals is this many
@@ -143,7 +143,6 @@ class Thresholds:
     mac_key_repeats: int = 3
     pattern_min_returns: int = 3
     pattern_min_share: float = 0.8
-    never_clears_max_ratio: float = 0.1
     never_clears_min_days: int = 2
     firmware_min_terminals: int = 3
     firmware_factor: float = 3.0
@@ -355,59 +354,93 @@ def response_counts(transactions: pd.DataFrame, codes: tuple[str, ...]) -> pd.Se
 
 
 def return_patterns(reconciled: pd.DataFrame, reasons: tuple[str, ...], th: Thresholds) -> pd.DataFrame:
-    """Per merchant: credits returned for ``reasons`` against its cleared credits in that span.
+    """Per merchant and transaction type: credits returned for ``reasons`` against its cleared credits.
 
-    The span runs from the merchant's first to its last such return (by
-    ``cleared_date``), so credits after a corrected account do not dilute it.
+    Purchases credit the merchant's settlement account and transfers the payee's,
+    so the two are kept apart. The span runs from the first to the last such
+    return (by ``cleared_date``), so credits after a corrected account do not
+    dilute it.
 
     Returns
     -------
     DataFrame
-        Index merchant_id (merchants with such a return); ``returns``,
+        Index (merchant_id, txn_type) with such a return; ``returns``,
         ``first_return``, ``last_return``, ``credits`` (cleared credits in the
         span), ``share``, ``pattern``, ``all_credits`` and ``last_cleared`` (over
-        all the merchant's cleared credits).
+        all its cleared credits of that type).
+
+    Examples
+    --------
+    >>> rec = pd.DataFrame({"merchant_id": ["M"] * 3, "txn_type": ["purchase"] * 3,
+    ...     "cleared_date": pd.to_datetime(["2026-03-02", "2026-03-03", "2026-03-04"]),
+    ...     "credit_status": ["returned"] * 3, "return_reason": ["invalid_account"] * 3})
+    >>> row = return_patterns(rec, ("invalid_account",), Thresholds()).iloc[0]
+    >>> int(row["returns"]), float(row["share"]), bool(row["pattern"])
+    (3, 1.0, True)
     """
+    key = ["merchant_id", "txn_type"]
     cleared = reconciled.loc[
-        reconciled["cleared_date"].notna(),
-        ["merchant_id", "cleared_date", "credit_status", "return_reason"],
+        reconciled["cleared_date"].notna(), [*key, "cleared_date", "credit_status", "return_reason"]
     ]
     hit = cleared["credit_status"].eq("returned") & cleared["return_reason"].isin(reasons)
-    spans = cleared.loc[hit].groupby("merchant_id")["cleared_date"].agg(
+    spans = cleared.loc[hit].groupby(key)["cleared_date"].agg(
         returns="size", first_return="min", last_return="max"
     )
-    within = cleared.merge(spans.reset_index(), on="merchant_id", how="inner")
+    within = cleared.merge(spans.reset_index(), on=key, how="inner")
     within = within[within["cleared_date"].between(within["first_return"], within["last_return"])]
-    spans["credits"] = within.groupby("merchant_id").size().reindex(spans.index, fill_value=0)
-    overall = cleared.groupby("merchant_id")["cleared_date"].agg(all_credits="size", last_cleared="max")
-    spans = spans.join(overall)
+    spans["credits"] = within.groupby(key).size().reindex(spans.index, fill_value=0)
     spans["share"] = spans["returns"] / spans["credits"]
     spans["pattern"] = (spans["returns"] >= th.pattern_min_returns) & (
         spans["share"] >= th.pattern_min_share
     )
-    return spans
+    overall = cleared.groupby(key)["cleared_date"].agg(all_credits="size", last_cleared="max")
+    return spans.join(overall)
 
 
 #: Outcomes of an approved purchase or transfer whose cycle is over.
 _PAST_CYCLE = ("credited", "credited_late", "returned", "credit_overdue", "not_cleared")
 
 
-def clearing_ratios(reconciled: pd.DataFrame, key: str) -> pd.DataFrame:
-    """Per ``key``: approved purchases/transfers past their cycle, how many cleared, over how many days.
+def dark_runs(reconciled: pd.DataFrame) -> pd.DataFrame:
+    """Runs of consecutive active days on which a terminal cleared none of its transactions.
+
+    A terminal-day is *active* when the terminal has approved purchases or
+    transfers past their cycle that day, and *dark* when none of them cleared.
+    Consecutive dark active days (days without activity in between do not break
+    a run) form a run.
 
     Returns
     -------
     DataFrame
-        Index ``key``; ``due``, ``cleared``, ``days``, ``ratio``.
+        Index (terminal_id, business_date) of dark days; ``run_days``,
+        ``run_start``, ``run_end`` of the run each belongs to.
+
+    Examples
+    --------
+    >>> rec = pd.DataFrame({"txn_id": list("abcd"), "terminal_id": ["K"] * 4,
+    ...     "outcome": ["not_cleared", "credited", "not_cleared", "not_cleared"],
+    ...     "txn_type": ["purchase"] * 4, "cleared_date": pd.to_datetime([None, "2026-03-03", None, None]),
+    ...     "business_date": pd.to_datetime(["2026-03-01", "2026-03-02", "2026-03-04", "2026-03-06"])})
+    >>> dark_runs(rec)["run_days"].tolist()
+    [1, 2, 2]
     """
     due = reconciled[
         reconciled["outcome"].isin(_PAST_CYCLE) & reconciled["txn_type"].isin(INCIDENT_TXN_TYPES)
     ]
-    table = due.assign(is_cleared=due["cleared_date"].notna()).groupby(key).agg(
-        due=("txn_id", "size"), cleared=("is_cleared", "sum"), days=("business_date", "nunique")
+    days = (
+        due.assign(cleared=due["cleared_date"].notna())
+        .groupby(["terminal_id", "business_date"])["cleared"]
+        .any()
+        .reset_index()
+        .sort_values(["terminal_id", "business_date"])
     )
-    table["ratio"] = table["cleared"] / table["due"]
-    return table
+    new_terminal = days["terminal_id"].ne(days["terminal_id"].shift())
+    run = (new_terminal | days["cleared"]).cumsum()
+    dark = days[~days["cleared"]].assign(run=run[~days["cleared"]])
+    spans = dark.groupby("run")["business_date"].agg(run_days="size", run_start="min", run_end="max")
+    return dark.join(spans, on="run").set_index(["terminal_id", "business_date"])[
+        ["run_days", "run_start", "run_end"]
+    ]
 
 
 # --------------------------------------------------------------------------------------
@@ -586,20 +619,23 @@ def _response_features(
 
 
 def _settlement_features(inc: pd.DataFrame, reconciled: pd.DataFrame, th: Thresholds) -> pd.DataFrame:
-    """Merchant return patterns and terminal/merchant clearing ratios."""
+    """Merchant return patterns and runs of days a terminal cleared nothing."""
     feats = pd.DataFrame(index=inc.index)
-    pat = return_patterns(reconciled, WRONG_ACCOUNT_RETURNS, th).reindex(inc["merchant_id"].to_numpy())
+    pat = return_patterns(reconciled, WRONG_ACCOUNT_RETURNS, th).reindex(
+        pd.MultiIndex.from_arrays([inc["merchant_id"].to_numpy(), inc["txn_type"].to_numpy()])
+    )
     feats["m_returns"] = pat["returns"].fillna(0).astype(int).to_numpy()
     for col in ("first_return", "last_return", "last_cleared"):
         feats[f"m_{col}"] = pat[col].to_numpy()
     for col in ("credits", "all_credits"):
         feats[f"m_{col}"] = pat[col].fillna(0).astype(int).to_numpy()
     feats["m_pattern"] = pat["pattern"].fillna(False).astype(bool).to_numpy()
-    for prefix, key in (("t", "terminal_id"), ("m", "merchant_id")):
-        ratios = clearing_ratios(reconciled, key).reindex(inc[key].to_numpy())
-        for col in ("due", "cleared", "days"):
-            feats[f"{prefix}_{col}"] = ratios[col].fillna(0).astype(int).to_numpy()
-        feats[f"{prefix}_clear_ratio"] = ratios["ratio"].fillna(1.0).to_numpy()
+    runs = dark_runs(reconciled).reindex(
+        pd.MultiIndex.from_arrays([inc["terminal_id"].to_numpy(), inc["business_date"].to_numpy()])
+    )
+    feats["dark_days"] = runs["run_days"].fillna(0).astype(int).to_numpy()
+    feats["dark_start"] = runs["run_start"].to_numpy()
+    feats["dark_end"] = runs["run_end"].to_numpy()
     return feats
 
 
@@ -612,18 +648,15 @@ def _flags(f: pd.DataFrame, th: Thresholds, window_s: int) -> pd.DataFrame:
     f["near_link"] = f["has_events"] & (
         (f["term_link_near"] >= th.terminal_near_min) | f["seg_near_surge"] | f["seg_day_surge"]
     )
-    f["line_trouble_upload"] = f["has_events"] & (
-        (f["term_link_upload_days"] >= th.terminal_day_min) | f["seg_surge_upload_days"]
-    )
+    f["term_trouble_upload"] = f["has_events"] & (f["term_link_upload_days"] >= th.terminal_day_min)
+    f["line_trouble_upload"] = f["term_trouble_upload"] | (f["has_events"] & f["seg_surge_upload_days"])
     f["upload_failed"] = f["term_upload_failed"] > 0
     f["no_upload"] = f["uploads_recorded"] & (f["term_upload_ok"] == 0) & ~f["upload_failed"]
     f["never_uploaded"] = f["uploads_recorded"] & ~f["term_upload_ok_ever"]
     f["burst"] = f["burst_segments"] >= th.burst_segments
     f["mac_key"] = f["term_a0"] >= th.mac_key_repeats
-    never = lambda p: (f[f"{p}_days"] >= th.never_clears_min_days) & (  # noqa: E731
-        f[f"{p}_clear_ratio"] <= th.never_clears_max_ratio
-    )
-    f["never_clears"] = f["clearing_known"] & (never("t") | never("m"))
+    f["never_clears"] = f["clearing_known"] & (f["dark_days"] >= th.never_clears_min_days)
+
     f["cleared_late"] = (f["cleared_date"] > f["due_date"]).fillna(False).astype(bool)
     return f
 
@@ -783,7 +816,7 @@ def _ph_mac_key(r: Mapping) -> str:
 def _ph_pattern(r: Mapping) -> str:
     if not r["m_returns"]:
         return ""
-    head = f"credits of merchant {r['merchant_id']} returned for a wrong account or name"
+    head = f"{r['txn_type']} credits of merchant {r['merchant_id']} returned for a wrong account or name"
     if not r["m_pattern"]:
         return f"{r['m_returns']} of {r['m_all_credits']} {head}: no merchant-wide pattern"
     if r["m_last_return"] >= r["m_last_cleared"]:
@@ -794,15 +827,14 @@ def _ph_pattern(r: Mapping) -> str:
 
 
 def _ph_clearing(r: Mapping) -> str:
-    if not r["clearing_known"]:
+    if not r["clearing_known"] or not r["dark_days"]:
         return ""
-    term = (
-        f"{r['t_cleared']} of {r['t_due']} approved transactions of terminal {r['terminal_id']} "
-        f"cleared over {_plural(int(r['t_days']), 'day')}"
+    if r["dark_days"] == 1:
+        return f"terminal {r['terminal_id']} cleared none of its transactions that day"
+    return (
+        f"terminal {r['terminal_id']} cleared none of its transactions on {r['dark_days']} consecutive "
+        f"active days ({_day(r['dark_start'])} to {_day(r['dark_end'])})"
     )
-    if r["m_due"] == r["t_due"]:
-        return term
-    return f"{term}; merchant {r['merchant_id']}: {r['m_cleared']} of {r['m_due']}"
 
 
 def _ph_uploads(r: Mapping) -> str:
@@ -906,6 +938,7 @@ def _where(mask, hi: float, lo: float) -> np.ndarray:
 
 
 _DECLINE_EVIDENCE = "declined {response_code} ({code_meaning}) by {declined_by}"
+_NOT_CLEARED = "approved on {business_day} but not cleared by its deadline {deadline_day}"
 _REUPLOAD = (
     "Have terminal {terminal_id} sign in again and re-upload its batch for {business_day} once "
     "the line is stable, and ask the acquirer to clear it; have the carrier check line {segment}."
@@ -938,14 +971,6 @@ RULES: tuple[Rule, ...] = (
         0.3,
         "declined 05 (do not honour) by the issuer without a reason; the issuer's own reason "
         "for the refusal would decide it",
-    ),
-    Rule(
-        "transfer_outage",
-        "SYSTEM_FAULT",
-        lambda f: _declined(f, ("91",)) & f["txn_type"].eq("transfer") & f["burst"],
-        0.8,
-        "declined 91 (issuer or switch inoperative) while purchases failed city-wide",
-        ("burst",),
     ),
     Rule(
         "receiving_bank",
@@ -1145,45 +1170,63 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "upload_failed_link",
         "NETWORK_COMMUNICATION",
-        lambda f: _not_cleared(f) & f["line_trouble_upload"] & (f["upload_failed"] | ~f["term_upload_ok"].astype(bool)),
-        lambda f: _where(f["upload_failed"], 0.88, 0.65),
-        "approved on {business_day} but not cleared by its deadline {deadline_day}",
+        lambda f: _not_cleared(f) & f["upload_failed"] & f["line_trouble_upload"],
+        0.88,
+        _NOT_CLEARED,
         ("uploads", "segment"),
         _REUPLOAD,
     ),
     Rule(
-        "never_clears",
+        "silent_terminal_link",
+        "NETWORK_COMMUNICATION",
+        lambda f: _not_cleared(f) & f["no_upload"] & f["term_trouble_upload"],
+        0.6,
+        _NOT_CLEARED,
+        ("uploads", "segment"),
+        _REUPLOAD,
+    ),
+    Rule(
+        "never_uploads",
         "MERCHANT_CONFIG",
-        lambda f: _not_cleared(f) & (f["never_clears"] | f["never_uploaded"]),
-        lambda f: _where(f["never_clears"] & f["never_uploaded"], 0.92, 0.82),
-        "approved on {business_day} but not cleared by its deadline {deadline_day} on a healthy line",
-        ("clearing", "uploads"),
+        lambda f: _not_cleared(f) & f["no_upload"],
+        lambda f: np.where(
+            f["never_clears"] | f["never_uploaded"], _where(f["line_trouble_upload"], 0.8, 0.92), 0.7
+        ),
+        _NOT_CLEARED + " and its batch was never uploaded",
+        ("uploads", "clearing"),
     ),
     Rule(
         "upload_failed_healthy",
         "NETWORK_COMMUNICATION",
         lambda f: _not_cleared(f) & f["upload_failed"],
-        0.5,
-        "approved on {business_day} but not cleared by its deadline {deadline_day}",
+        0.55,
+        _NOT_CLEARED,
         ("uploads", "segment"),
         _REUPLOAD,
     ),
     Rule(
-        "no_upload_healthy",
+        "unlogged_uploads_link",
+        "NETWORK_COMMUNICATION",
+        lambda f: _not_cleared(f) & ~f["uploads_recorded"] & f["line_trouble_upload"],
+        0.6,
+        _NOT_CLEARED + "; the events table records no batch uploads",
+        ("uploads", "segment"),
+        _REUPLOAD,
+    ),
+    Rule(
+        "unlogged_uploads_dark",
         "MERCHANT_CONFIG",
-        lambda f: _not_cleared(f) & f["no_upload"],
-        0.55,
-        "approved on {business_day} but not cleared by its deadline {deadline_day}; its batch was "
-        "never uploaded on a healthy line",
-        ("uploads", "clearing"),
+        lambda f: _not_cleared(f) & ~f["uploads_recorded"] & f["never_clears"],
+        0.7,
+        _NOT_CLEARED + " on a healthy line; the events table records no batch uploads",
+        ("clearing", "uploads"),
     ),
     Rule(
         "not_cleared_other",
         "UNKNOWN",
         lambda f: f["outcome"].eq("not_cleared"),
         0.35,
-        "approved on {business_day} but not cleared by its deadline {deadline_day}; neither a "
-        "failed upload, link errors nor the merchant's other transactions explain it",
+        _NOT_CLEARED + "; neither a failed upload, link errors nor a set-up problem explains it",
         ("uploads", "clearing"),
         _NOT_CLEARED_TRACE,
     ),
@@ -1403,7 +1446,7 @@ __all__ = [
     "Thresholds",
     "cause_table",
     "classify",
-    "clearing_ratios",
+    "dark_runs",
     "count_near",
     "daily_event_counts",
     "distinct_near",

@@ -8,27 +8,32 @@ Matching
 --------
 - **Candidates**: transactions of the ticket's merchant and kind — ``unsettled``
   (刷卡未到账) ↔ ``purchase``, ``transfer_failed`` (转账失败) ↔ ``transfer`` — made
-  no later than the ticket was opened, whose amount fits the stated one, and
+  no later than the ticket was opened, whose amount the stated one can come
+  from, and
   - when the reporter gave ``txn_time``: within ±``time_window_minutes`` of it;
   - otherwise: within ``lookback_days`` before ``opened_at``.
-- **Amount fit** (the reporter may round): exact (1.0); the stated amount is a
-  whole yuan within 1 yuan (0.8); a multiple of 10 yuan within 10 yuan (0.6);
-  within ``amount_tolerance`` yuan otherwise (0.4; off by default).
-- **Time fit**: with ``txn_time``, 1 at the stated time falling linearly to 0.5
-  at the window's edge; without it, 0.5 for a transaction just before the
-  ticket falling to 0.3 at ``lookback_days`` (recency is weak evidence).
-- **Score** = 0.45 × amount fit + 0.35 × time fit + 0.20 × (the transaction is
-  an incident), so a complaint prefers a transaction whose money did not arrive.
-- **Status**: ``matched`` when the best candidate leads the next by at least
-  ``tie_margin``; ``ambiguous`` when the two best are nearly tied (``txn_id``
-  left empty, the tied candidates listed in ``note``); ``unmatched`` when there
-  is no candidate.
+- **Likelihood** of each candidate, the product of three factors:
+  - *amount*: the chance a reporter states this amount for this transaction,
+    summed over the ways people state amounts (:data:`AMOUNT_MODES`: exact,
+    rounded or cut to the yuan, rounded or cut to 10 yuan; a stated 20 fits a
+    20.00 purchase in every way, a 24.47 one only rounded or cut to 10 yuan);
+  - *time*: ``exp(-|gap| / (window / 4))`` from the stated time, or, with no
+    time stated, ``exp(-age / 3 days)`` before the ticket (recent is likelier);
+  - *complaint propensity* of the transaction's outcome
+    (:data:`COMPLAINT_PROPENSITY`): money missing (failed reversal, not
+    cleared, overdue, returned) is complained about most, a plain decline
+    little, a transaction that is no incident hardly ever.
+- **Share**: a candidate's likelihood over the sum of its ticket's candidates
+  (the ``match_score`` of a matched ticket).
+- **Status**: ``matched`` when the best candidate is at least ``tie_ratio``
+  times as likely as the next; ``ambiguous`` otherwise (``txn_id`` left empty,
+  the nearly tied candidates listed in ``note``); ``unmatched`` when nothing fits.
 - **One ticket per transaction**: when several tickets' best candidate is the
-  same transaction, the best-scoring ticket keeps it and the others drop it and
-  are ranked again on what is left — unless both describe it clearly (scores at
-  least ``clear_score``) and the other ticket fits no other transaction that
-  well: the usual case of a merchant complaining twice about the same money,
-  where both keep it.
+  same transaction, the ticket that describes it best keeps it and the others
+  drop it and are ranked again on what is left — unless both describe it
+  clearly (shares of at least ``clear_share`` and an amount × time factor of
+  at least :data:`CLEAR_FIT`), the usual case of a merchant complaining twice
+  about the same money, where both keep it.
 
 Examples
 --------
@@ -54,6 +59,39 @@ import pandas as pd
 #: Complaint kind → the transaction type it is about.
 KIND_TXN_TYPE = {"unsettled": "purchase", "transfer_failed": "transfer"}
 
+#: How reporters state an amount, with how often (the likelihood of each way).
+AMOUNT_MODES: dict[str, float] = {
+    "exact": 0.70,
+    "rounded to the yuan": 0.15,
+    "cut to the yuan": 0.05,
+    "rounded to 10 yuan": 0.07,
+    "cut to 10 yuan": 0.03,
+}
+#: Likelihood of an amount no rounding explains but within ``amount_tolerance``.
+TOLERANCE_LIKELIHOOD = 0.01
+
+#: Relative chance that a transaction with this outcome is complained about.
+COMPLAINT_PROPENSITY: dict[str, float] = {
+    "reversal_failed": 1.0,
+    "not_cleared": 1.0,
+    "credit_overdue": 1.0,
+    "returned": 1.0,
+    "credited_late": 0.5,
+    "reversed": 0.3,
+    "in_cycle": 0.1,
+    "declined": 0.05,
+}
+#: A declined transfer is what "转账失败" reports: likelier than a declined purchase.
+DECLINED_TRANSFER_PROPENSITY = 0.15
+#: An incident whose outcome is not given.
+INCIDENT_PROPENSITY = 1.0
+#: A transaction that is no incident (credited in time, voided).
+NOT_INCIDENT_PROPENSITY = 0.005
+#: Amount × time factor at which a ticket describes a transaction clearly (with a share ≥ clear_share).
+CLEAR_FIT = 0.3
+#: Scale of the recency factor when no time is stated.
+AGE_SCALE = pd.Timedelta(days=3)
+
 OUTPUT_COLUMNS = (
     "ticket_id",
     "txn_id",
@@ -66,8 +104,7 @@ OUTPUT_COLUMNS = (
     "outcome",
 )
 
-_WEIGHTS = {"amount": 0.45, "time": 0.35, "incident": 0.20}
-_EXACT = 0.005
+_CENT = 0.005
 
 NEXT_STEP_AMBIGUOUS = (
     "Several transactions fit: ask the reporter for the receipt's reference number (RRN) or the "
@@ -87,71 +124,123 @@ NEXT_STEP_NOT_INCIDENT = {
 }
 
 
-def amount_fit(stated: pd.Series, actual: pd.Series, tolerance: float = 0.0) -> np.ndarray:
-    """How well a stated amount fits the transaction's: 1 exact, 0.8 whole-yuan rounding,
-    0.6 ten-yuan rounding, 0.4 within ``tolerance`` yuan, 0 no fit.
+def amount_modes(stated: pd.Series, actual: pd.Series) -> pd.DataFrame:
+    """Which ways of stating an amount turn each transaction's amount into the stated one.
+
+    Half-way amounts count as rounded either way (half up and half to even).
 
     Examples
     --------
-    >>> amount_fit(pd.Series([128.5, 129.0, 130.0, 200.0]), pd.Series([128.5] * 4)).tolist()
-    [1.0, 0.8, 0.6, 0.0]
+    >>> amount_modes(pd.Series([20.0, 20.0]), pd.Series([20.0, 24.47])).sum(axis=1).tolist()
+    [5, 2]
     """
     s, a = stated.to_numpy(dtype=float), actual.to_numpy(dtype=float)
-    diff = np.abs(s - a)
-    whole = np.abs(s - np.round(s)) < _EXACT
-    tens = whole & (np.round(s) % 10 == 0)
-    return np.select(
-        [diff <= _EXACT, whole & (diff < 1), tens & (diff < 10), diff <= tolerance],
-        [1.0, 0.8, 0.6, 0.4],
-        default=0.0,
+    diff = s - a
+    whole = np.abs(s - np.round(s)) < _CENT
+    tens = whole & (np.abs(np.round(s) % 10) < _CENT)
+    return pd.DataFrame(
+        {
+            "exact": np.abs(diff) <= _CENT,
+            "rounded to the yuan": whole & (np.abs(diff) <= 0.5 + _CENT),
+            "cut to the yuan": whole & (diff <= _CENT) & (diff > -1 + _CENT),
+            "rounded to 10 yuan": tens & (np.abs(diff) <= 5 + _CENT),
+            "cut to 10 yuan": tens & (diff <= _CENT) & (diff > -10 + _CENT),
+        },
+        index=stated.index,
     )
 
 
-def time_fit(
+def amount_likelihood(
+    stated: pd.Series, actual: pd.Series, tolerance: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Chance that a reporter states ``stated`` for a transaction of ``actual`` yuan, and how.
+
+    The sum of :data:`AMOUNT_MODES` over the ways that give the stated amount;
+    :data:`TOLERANCE_LIKELIHOOD` for any other amount within ``tolerance`` yuan; 0 else.
+    The second array names the likeliest way (empty where none fits).
+
+    Examples
+    --------
+    >>> like, how = amount_likelihood(pd.Series([20.0, 20.0, 24.47, 24.0, 30.0]),
+    ...                               pd.Series([20.0, 24.47, 24.47, 24.47, 24.47]))
+    >>> like.round(2).tolist(), how[:2].tolist()
+    ([1.0, 0.1, 0.7, 0.2, 0.0], ['exact', 'rounded to 10 yuan'])
+    """
+    modes = amount_modes(stated, actual)
+    fits = modes.to_numpy()
+    weights = np.array([AMOUNT_MODES[m] for m in modes.columns])
+    like = fits @ weights
+    near = np.abs(stated.to_numpy(dtype=float) - actual.to_numpy(dtype=float)) <= tolerance
+    names = np.array(list(modes.columns), dtype=object)
+    how = np.where(fits.any(axis=1), names[np.argmax(fits * weights, axis=1)], "")
+    how = np.where((like == 0) & near, "within the tolerance", how)
+    return np.where(like > 0, like, np.where(near, TOLERANCE_LIKELIHOOD, 0.0)), how
+
+
+def time_likelihood(
     pairs: pd.DataFrame, window: pd.Timedelta, lookback: pd.Timedelta
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Time fit (0–1, 0 = outside) and distance of each candidate from the stated time.
+    """Time factor of each candidate (0 outside the window) and its distance in seconds.
 
     ``pairs`` needs ``timestamp`` (the transaction), ``txn_time`` (stated, may be
     missing) and ``opened_at``. The distance is to ``txn_time`` where given,
-    else to ``opened_at``.
+    else to ``opened_at``. A transaction after the ticket was opened gets 0.
     """
     stated = pairs["txn_time"].notna().to_numpy()
     gap = (pairs["timestamp"] - pairs["txn_time"]).abs()
     age = pairs["opened_at"] - pairs["timestamp"]
-    before_ticket = (age >= pd.Timedelta(0)).to_numpy()
-    near = (gap <= window).fillna(False).to_numpy()
-    recent = (age <= lookback).to_numpy()
-    fit = np.where(
-        stated,
-        np.where(near, 1 - 0.5 * (gap / window).fillna(1).to_numpy(), 0.0),
-        np.where(recent, 0.5 - 0.2 * (age / lookback).to_numpy(), 0.0),
+    gap_s = gap.dt.total_seconds().to_numpy()
+    age_s = age.dt.total_seconds().to_numpy()
+    near = np.where(gap_s <= window.total_seconds(), np.exp(-gap_s / (window.total_seconds() / 4)), 0.0)
+    recent = np.where(age_s <= lookback.total_seconds(), np.exp(-age_s / AGE_SCALE.total_seconds()), 0.0)
+    factor = np.where(stated, np.nan_to_num(near), np.nan_to_num(recent))
+    factor = np.where(age_s >= 0, factor, 0.0)
+    return factor, np.where(stated, gap_s, age_s)
+
+
+def propensity(pairs: pd.DataFrame) -> np.ndarray:
+    """Complaint propensity of each candidate from its outcome (see :data:`COMPLAINT_PROPENSITY`)."""
+    outcome = pairs["outcome"].astype(object)
+    known = outcome.map(COMPLAINT_PROPENSITY).astype(float)
+    declined_transfer = outcome.eq("declined") & pairs["txn_type"].eq("transfer")
+    value = known.where(~declined_transfer, DECLINED_TRANSFER_PROPENSITY)
+    value = value.where(value.notna() | ~pairs["incident"], INCIDENT_PROPENSITY)
+    return value.fillna(NOT_INCIDENT_PROPENSITY).to_numpy(dtype=float)
+
+
+def _roughly_fits(pairs: pd.DataFrame, window_minutes: float, tolerance: float, lookback_days: float) -> np.ndarray:
+    """Cheap pre-filter of merged pairs: amount within 10 yuan (or the tolerance), time in range."""
+    diff = np.abs(pairs["stated_amount"].to_numpy(dtype=float) - pairs["amount"].to_numpy(dtype=float))
+    age = pairs["opened_at"] - pairs["timestamp"]
+    gap = (pairs["timestamp"] - pairs["txn_time"]).abs()
+    in_time = np.where(
+        pairs["txn_time"].notna().to_numpy(),
+        (gap <= pd.Timedelta(minutes=window_minutes)).fillna(False).to_numpy(dtype=bool),
+        (age <= pd.Timedelta(days=lookback_days)).to_numpy(dtype=bool),
     )
-    fit = np.where(before_ticket, fit, 0.0)
-    distance = np.where(stated, gap.dt.total_seconds().to_numpy(), age.dt.total_seconds().to_numpy())
-    return fit, distance
+    return (diff < max(10.0, tolerance + _CENT)) & (age >= pd.Timedelta(0)).to_numpy(dtype=bool) & in_time
 
 
 def candidate_pairs(
     complaints: pd.DataFrame,
     transactions: pd.DataFrame,
-    incident_ids: pd.Index,
+    incidents: pd.DataFrame,
     *,
     time_window_minutes: float,
     amount_tolerance: float,
     lookback_days: float,
 ) -> pd.DataFrame:
-    """Every (ticket, transaction) pair that fits, with its fits and score.
+    """Every (ticket, transaction) pair that fits, with its likelihood and share.
 
     A merge on merchant and transaction type, then filters on amount and time.
+    ``incidents`` needs ``txn_id`` and may carry ``outcome``.
     """
     tickets = complaints[["ticket_id", "merchant_id", "kind", "amount", "opened_at"]].assign(
         txn_time=complaints["txn_time"] if "txn_time" in complaints else pd.NaT,
         txn_type=complaints["kind"].map(KIND_TXN_TYPE),
     )
     cols = ["txn_id", "merchant_id", "txn_type", "amount", "timestamp"]
-    cols += ["outcome"] if "outcome" in transactions.columns else []
-    cols += ["credited_at"] if "credited_at" in transactions.columns else []
+    cols += [c for c in ("outcome", "credited_at") if c in transactions.columns]
     merchants = pd.unique(tickets["merchant_id"].dropna())
     pool = transactions.loc[
         transactions["merchant_id"].isin(merchants)
@@ -161,95 +250,104 @@ def candidate_pairs(
     pairs = tickets.rename(columns={"amount": "stated_amount"}).merge(
         pool, on=["merchant_id", "txn_type"], how="inner"
     )
-    pairs["amount_fit"] = amount_fit(pairs["stated_amount"], pairs["amount"], amount_tolerance)
-    pairs["time_fit"], pairs["distance_s"] = time_fit(
+    pairs = pairs[_roughly_fits(pairs, time_window_minutes, amount_tolerance, lookback_days)]
+    pairs = pairs.reset_index(drop=True)
+    by_id = incidents.drop_duplicates("txn_id").set_index("txn_id")
+    pairs["incident"] = by_id.index.get_indexer(pairs["txn_id"]) >= 0
+    incident_outcome = pairs["txn_id"].map(by_id["outcome"]) if "outcome" in by_id else None
+    if incident_outcome is not None:
+        own = pairs["outcome"] if "outcome" in pairs else pd.Series(pd.NA, index=pairs.index)
+        pairs["outcome"] = incident_outcome.where(incident_outcome.notna(), own)
+    elif "outcome" not in pairs:
+        pairs["outcome"] = pd.Series(pd.NA, index=pairs.index, dtype="str")
+    pairs["amount_like"], pairs["amount_how"] = amount_likelihood(
+        pairs["stated_amount"], pairs["amount"], amount_tolerance
+    )
+    pairs["time_like"], pairs["distance_s"] = time_likelihood(
         pairs, pd.Timedelta(minutes=time_window_minutes), pd.Timedelta(days=lookback_days)
     )
-    pairs["incident"] = pairs["txn_id"].isin(incident_ids)
-    pairs = pairs[(pairs["amount_fit"] > 0) & (pairs["time_fit"] > 0)].copy()
-    pairs["score"] = (
-        _WEIGHTS["amount"] * pairs["amount_fit"]
-        + _WEIGHTS["time"] * pairs["time_fit"]
-        + _WEIGHTS["incident"] * pairs["incident"]
-    ).round(4)
-    return pairs.reset_index(drop=True)
+    pairs["fit"] = pairs["amount_like"] * pairs["time_like"]
+    pairs["likelihood"] = pairs["fit"] * propensity(pairs)
+    pairs = pairs[pairs["likelihood"] > 0].reset_index(drop=True)
+    pairs["share"] = pairs["likelihood"] / pairs.groupby("ticket_id")["likelihood"].transform("sum")
+    return pairs
 
 
 def _rank(pairs: pd.DataFrame) -> pd.DataFrame:
-    """Candidates ordered best first within each ticket, with their rank."""
+    """Candidates ordered best first within each ticket, with their rank and share."""
     ordered = pairs.sort_values(
-        ["ticket_id", "score", "distance_s", "txn_id"], ascending=[True, False, True, True]
+        ["ticket_id", "likelihood", "distance_s", "txn_id"], ascending=[True, False, True, True]
     )
-    return ordered.assign(rank=ordered.groupby("ticket_id").cumcount())
+    share = ordered["likelihood"] / ordered.groupby("ticket_id")["likelihood"].transform("sum")
+    return ordered.assign(rank=ordered.groupby("ticket_id").cumcount(), share=share)
 
 
-def _leaders(ranked: pd.DataFrame, tie_margin: float) -> pd.DataFrame:
-    """Per ticket: its best candidate, the runner-up's score, and whether it leads clearly."""
+def _leaders(ranked: pd.DataFrame, tie_ratio: float) -> pd.DataFrame:
+    """Per ticket: its best candidate, the runner-up's likelihood, and whether it leads clearly."""
     best = ranked[ranked["rank"].eq(0)].set_index("ticket_id")
-    second = ranked[ranked["rank"].eq(1)].set_index("ticket_id")["score"]
-    best["second_score"] = second.reindex(best.index)
-    best["clear_lead"] = (best["score"] - best["second_score"].fillna(-1.0)) >= tie_margin
+    second = ranked[ranked["rank"].eq(1)].set_index("ticket_id")["likelihood"]
+    best["second"] = second.reindex(best.index).fillna(0.0)
+    best["clear_lead"] = best["likelihood"] >= tie_ratio * best["second"]
     return best
 
 
-def _contested(leaders: pd.DataFrame, pairs: pd.DataFrame, clear_score: float) -> pd.Index:
-    """Index of pairs to drop: a transaction that another ticket matches better.
+def _contested(leaders: pd.DataFrame, ranked: pd.DataFrame, clear_share: float) -> pd.Index:
+    """Index of candidate pairs to drop: a transaction another ticket describes better.
 
-    A pair (U, X) is dropped when another ticket T leads clearly with X at a
-    higher score (ties go to the smaller ticket id), unless both describe X
-    clearly (scores ≥ ``clear_score``), X is U's best too and U has no other
-    candidate it describes clearly.
+    A pair (U, X) is dropped when another ticket T leads clearly with X and
+    describes it better (higher likelihood; ties go to the smaller ticket id),
+    unless both describe X clearly (shares ≥ ``clear_share`` and amount × time
+    factors ≥ :data:`CLEAR_FIT`) and X is U's best too.
     """
-    matched = leaders[leaders["clear_lead"]].reset_index()[["ticket_id", "txn_id", "score"]]
-    rivals = pairs.reset_index().merge(matched, on="txn_id", suffixes=("", "_winner"))
+    matched = leaders[leaders["clear_lead"]].reset_index()[["ticket_id", "txn_id", "likelihood", "share", "fit"]]
+    rivals = ranked.reset_index().merge(matched, on="txn_id", suffixes=("", "_winner"))
     rivals = rivals[rivals["ticket_id"] != rivals["ticket_id_winner"]]
-    loses = (rivals["score"] < rivals["score_winner"]) | (
-        (rivals["score"] == rivals["score_winner"]) & (rivals["ticket_id"] > rivals["ticket_id_winner"])
+    loses = (rivals["likelihood"] < rivals["likelihood_winner"]) | (
+        (rivals["likelihood"] == rivals["likelihood_winner"])
+        & (rivals["ticket_id"] > rivals["ticket_id_winner"])
     )
-    u_best = rivals["ticket_id"].map(leaders["txn_id"]).eq(rivals["txn_id"])
-    u_clear = rivals["score"] >= clear_score
-    clear_per_ticket = pairs.loc[pairs["score"] >= clear_score].groupby("ticket_id").size()
-    u_alternatives = clear_per_ticket.reindex(rivals["ticket_id"]).fillna(0).to_numpy() - u_clear
-    both_clear = u_clear & (rivals["score_winner"] >= clear_score) & u_best & (u_alternatives == 0)
+    clear = (rivals["share"] >= clear_share) & (rivals["fit"] >= CLEAR_FIT)
+    clear_winner = (rivals["share_winner"] >= clear_share) & (rivals["fit_winner"] >= CLEAR_FIT)
+    both_clear = clear & clear_winner & rivals["rank"].eq(0)
     return pd.Index(rivals.loc[loses & ~both_clear, "index"].unique())
 
 
-def _resolve(pairs: pd.DataFrame, tie_margin: float, clear_score: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Drop contested candidates until stable; the final leaders and the dropped pairs."""
+def _resolve(
+    pairs: pd.DataFrame, tie_ratio: float, clear_share: float
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Drop contested candidates until stable: final ranking, leaders, and the dropped pairs."""
     kept = pairs
     while True:
-        leaders = _leaders(_rank(kept), tie_margin)
-        drop = _contested(leaders, kept, clear_score)
+        ranked = _rank(kept)
+        leaders = _leaders(ranked, tie_ratio)
+        drop = _contested(leaders, ranked, clear_share)
         if drop.empty:
-            return leaders, pairs.loc[pairs.index.difference(kept.index)]
+            return ranked, leaders, pairs.loc[pairs.index.difference(kept.index)]
         kept = kept.drop(drop)
 
 
 def _fit_words(row: pd.Series) -> str:
     """How the amount and time fit, in words."""
-    amount = {1.0: "amount exact", 0.8: "amount rounded to whole yuan", 0.6: "amount rounded to 10 yuan"}
-    words = amount.get(row["amount_fit"], "amount within the tolerance")
-    minutes = row["distance_s"] / 60
+    words = f"amount {row['amount_how']}"
     if pd.notna(row["txn_time"]):
-        return f"{words}, {minutes:.0f} min from the stated time"
-    return f"{words}, {minutes / 1440:.1f} days before the ticket (no time stated)"
+        return f"{words}, {row['distance_s'] / 60:.0f} min from the stated time"
+    return f"{words}, {row['distance_s'] / 86400:.1f} days before the ticket (no time stated)"
 
 
-def _matched_text(row: pd.Series, incidents: pd.DataFrame) -> tuple[str, str, str, str]:
+def _matched_text(row: pd.Series, incidents: dict, others: int) -> dict:
     """cause, next_step, note and outcome for a ticket with a matched transaction (None = empty)."""
-    fit = _fit_words(row)
-    if row["txn_id"] in incidents.index:
-        inc = incidents.loc[row["txn_id"]]
-        outcome = inc.get("outcome", "")
-        outcome = None if pd.isna(outcome) or outcome == "" else outcome
-        return inc["cause"], inc["next_step"], f"{fit}; incident ({outcome or 'see incidents'})", outcome
-    outcome = row.get("outcome", "")
-    outcome = "" if pd.isna(outcome) else outcome
+    fit = _fit_words(row) + (f"; {others} other candidate{'s' if others != 1 else ''}" if others else "")
+    outcome = row.get("outcome")
+    outcome = None if outcome is None or pd.isna(outcome) or outcome == "" else outcome
+    if row["txn_id"] in incidents:
+        inc = incidents[row["txn_id"]]
+        note = f"{fit}; incident ({outcome or 'see incidents'})"
+        return {"cause": inc["cause"], "next_step": inc["next_step"], "note": note, "outcome": outcome}
     credited = row.get("credited_at")
     credited = "" if credited is None or pd.isna(credited) else f" on {pd.Timestamp(credited).date()}"
-    step = NEXT_STEP_NOT_INCIDENT.get(outcome, NEXT_STEP_NOT_INCIDENT[""]).format(credited=credited)
+    step = NEXT_STEP_NOT_INCIDENT.get(outcome or "", NEXT_STEP_NOT_INCIDENT[""]).format(credited=credited)
     note = f"{fit}; not an incident ({outcome or 'money moved as it should'})"
-    return None, step, note, outcome or None
+    return {"cause": None, "next_step": step, "note": note, "outcome": outcome}
 
 
 def _unmatched_note(ticket: pd.Series, dropped: pd.DataFrame, winners: pd.Series) -> str:
@@ -275,8 +373,8 @@ def match_tickets(
     time_window_minutes: float = 60,
     amount_tolerance: float = 0.0,
     lookback_days: float = 14,
-    tie_margin: float = 0.05,
-    clear_score: float = 0.85,
+    tie_ratio: float = 1.5,
+    clear_share: float = 0.9,
 ) -> pd.DataFrame:
     """One row per complaint with the transaction it describes, its cause and next step.
 
@@ -288,47 +386,50 @@ def match_tickets(
         ``transactions`` (or the reconciled frame: with ``outcome`` and
         ``credited_at`` a non-incident match says what happened to the money).
     incidents : DataFrame
-        :func:`analysis.causes.classify` output (``txn_id, cause, next_step``).
+        :func:`analysis.causes.classify` output (``txn_id, cause, next_step``,
+        optionally ``outcome``).
     time_window_minutes : float
         Half-width of the window around a stated ``txn_time``.
     amount_tolerance : float
         Extra slack in yuan for amounts no rounding explains (0 = off).
     lookback_days : float
         How far before ``opened_at`` to look when no time is stated.
-    tie_margin : float
-        Score lead the best candidate needs over the next to be ``matched``.
-    clear_score : float
-        Score at which two tickets may both keep the same transaction.
+    tie_ratio : float
+        How many times likelier than the next the best candidate must be to be ``matched``.
+    clear_share : float
+        Share at which two tickets may both keep the same transaction.
 
     Returns
     -------
     DataFrame
         :data:`OUTPUT_COLUMNS`: ``ticket_id, txn_id`` (empty unless matched),
         ``cause`` (empty when the transaction is not an incident), ``next_step``,
-        ``match_score`` (0–1), ``match_status`` (``matched``, ``ambiguous``,
-        ``unmatched``), ``candidates`` (how many transactions fitted), ``note``
-        and ``outcome``. In the complaints' order.
+        ``match_score`` (the matched candidate's share, 0–1; 0 when not matched),
+        ``match_status`` (``matched``, ``ambiguous``, ``unmatched``),
+        ``candidates`` (how many transactions fitted), ``note`` and ``outcome``.
+        In the complaints' order.
 
     Examples
     --------
     See the module docstring.
     """
-    incidents_by_id = incidents.drop_duplicates("txn_id").set_index("txn_id")
     pairs = candidate_pairs(
         complaints,
         transactions,
-        incidents_by_id.index,
+        incidents,
         time_window_minutes=time_window_minutes,
         amount_tolerance=amount_tolerance,
         lookback_days=lookback_days,
     )
     counts = pairs.groupby("ticket_id").size()
-    leaders, dropped = _resolve(pairs, tie_margin, clear_score)
-    ranked = _rank(pairs)
+    ranked, leaders, dropped = _resolve(pairs, tie_ratio, clear_share)
     winners = leaders.loc[leaders["clear_lead"], "txn_id"]
     winner_of = pd.Series(winners.index, index=winners.to_numpy())
     winner_of = winner_of[~winner_of.index.duplicated()]
 
+    groups = dict(tuple(ranked.groupby("ticket_id")))
+    chosen = incidents[incidents["txn_id"].isin(pd.unique(leaders["txn_id"]))].drop_duplicates("txn_id")
+    incidents_by_id = chosen.set_index("txn_id")[["cause", "next_step"]].to_dict("index")
     rows = []
     for _, ticket in complaints.iterrows():
         tid = ticket["ticket_id"]
@@ -336,15 +437,16 @@ def match_tickets(
         out.update(ticket_id=tid, candidates=int(counts.get(tid, 0)), match_score=0.0)
         if tid in leaders.index and leaders.loc[tid, "clear_lead"]:
             best = leaders.loc[tid]
-            cause, step, note, outcome = _matched_text(best, incidents_by_id)
-            out.update(txn_id=best["txn_id"], cause=cause, next_step=step, note=note, outcome=outcome,
-                       match_score=float(best["score"]), match_status="matched")
+            others = len(groups[tid]) - 1
+            out.update(_matched_text(best, incidents_by_id, others))
+            out.update(txn_id=best["txn_id"], match_score=float(best["share"]), match_status="matched")
         elif tid in leaders.index:
             best = leaders.loc[tid]
-            tied = ranked[ranked["ticket_id"].eq(tid) & (ranked["score"] >= best["score"] - tie_margin)]
-            listed = ", ".join(f"{t} ({s:.2f})" for t, s in zip(tied["txn_id"], tied["score"]))
+            mine = groups[tid]
+            tied = mine[mine["likelihood"] * tie_ratio > best["likelihood"]]
+            listed = ", ".join(f"{t} ({s:.2f})" for t, s in zip(tied["txn_id"], tied["share"]))
             out.update(next_step=NEXT_STEP_AMBIGUOUS, match_status="ambiguous",
-                       match_score=float(best["score"]), note=f"nearly tied candidates: {listed}")
+                       note=f"nearly tied candidates (share): {listed}")
         else:
             out.update(next_step=NEXT_STEP_UNMATCHED, match_status="unmatched",
                        note=_unmatched_note(ticket, dropped, winner_of))
@@ -357,4 +459,15 @@ def match_tickets(
     return result
 
 
-__all__ = ["KIND_TXN_TYPE", "OUTPUT_COLUMNS", "amount_fit", "candidate_pairs", "match_tickets", "time_fit"]
+__all__ = [
+    "AMOUNT_MODES",
+    "COMPLAINT_PROPENSITY",
+    "KIND_TXN_TYPE",
+    "OUTPUT_COLUMNS",
+    "amount_likelihood",
+    "amount_modes",
+    "candidate_pairs",
+    "match_tickets",
+    "propensity",
+    "time_likelihood",
+]

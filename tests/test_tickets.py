@@ -9,7 +9,7 @@ from builders import make_dataset
 from analysis.causes import classify
 from analysis.contract import INCIDENT_OUTCOMES
 from analysis.reconcile import reconcile
-from analysis.tickets import OUTPUT_COLUMNS, amount_fit, match_tickets
+from analysis.tickets import OUTPUT_COLUMNS, amount_likelihood, match_tickets
 
 AS_OF = "2026-03-20 12:00"
 
@@ -70,9 +70,20 @@ def test_rounded_amounts(stated, found):
     assert (row["txn_id"] if pd.notna(row["txn_id"]) else None) == found
 
 
-def test_exact_amount_scores_higher_than_rounded():
-    assert amount_fit(pd.Series([128.5]), pd.Series([128.5]))[0] > amount_fit(
-        pd.Series([129.0]), pd.Series([128.5]))[0] > amount_fit(pd.Series([130.0]), pd.Series([128.5]))[0]
+def test_exact_amount_is_likelier_than_rounded():
+    like, _ = amount_likelihood(pd.Series([128.5, 129.0, 130.0, 150.0]), pd.Series([128.5] * 4))
+    assert like[0] > like[1] > like[2] > like[3] == 0
+
+
+def test_rounded_amount_near_the_stated_time_beats_an_exact_one_far_from_it():
+    ds = shop(
+        [{"txn_id": "FAR", "amount": 20.0, "response_code": "", "reversal": "failed", "timestamp": "2026-03-10 09:10"},
+         {"txn_id": "NEAR", "amount": 24.47, "response_code": "", "reversal": "failed", "timestamp": "2026-03-10 10:02"}],
+        [{"ticket_id": "C1", "amount": 20.0, "txn_time": "2026-03-10 10:00"}],
+    )
+    row = match(ds)[0].loc["C1"]
+    assert (row["txn_id"], row["match_status"]) == ("NEAR", "matched")
+    assert "amount rounded to 10 yuan" in row["note"]
 
 
 def test_without_txn_time_looks_before_the_ticket_and_prefers_incidents():
