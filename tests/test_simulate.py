@@ -143,7 +143,7 @@ def test_docstring_examples_run():
     import analysis.simulate as pkg
 
     names = ["specs", "catalog", "streams", "columns", "timeline", "city", "cards", "traffic", "scenario",
-             "mechanisms", "settlement", "transactions", "events", "complaints", "truth", "casestudy"]
+             "mechanisms", "settlement", "transactions", "events", "complaints", "truth", "engine", "casestudy"]
     for name in names:
         module = importlib.import_module(f"analysis.simulate.{name}")
         assert module.__doc__ and "Examples" in module.__doc__, name
@@ -527,14 +527,18 @@ def test_complaints_look_like_tickets(sink):
     assert set(tickets["txn_id"].dropna()) <= set(sink.truth.incidents["txn_id"])
 
 
-def test_load_dataset_reads_the_simulated_files(sink, tmp_path):
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_load_dataset_reads_the_simulated_files(sink, tmp_path, fmt):
     io = importlib.import_module("analysis.io")
     if not hasattr(io, "load_dataset"):
         pytest.skip("analysis.io.load_dataset is not implemented yet")
-    write_city(sink, tmp_path / "d", mask_pans=True)
+    write_city(sink, tmp_path / "d", tmp_path / "truth", fmt=fmt, mask_pans=True)
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == sorted(f"{n}.{fmt}" for n in TABLES)
     ds = io.load_dataset(tmp_path / "d")
     assert len(ds.rejected) == 0
-    assert len(ds.transactions) == len(sink.tables["transactions"])
+    for name in TABLES:
+        assert len(ds.table(name)) == len(sink.tables[name]), name
+    assert ds.transactions["card_number"].str.contains(r"\*").all()
 
 
 # -- the reference case ---------------------------------------------------------------
@@ -583,6 +587,9 @@ def test_committed_case_study_is_reproducible(case):
     assert file_hashes(DATA / "case_study_truth") == file_hashes(d / "case_study_truth")
     manifest = json.loads((DATA / "case_study_truth" / "manifest.json").read_text(encoding="utf-8"))
     assert case_study_config().seed == manifest["seed"]
+    readme = (DATA / "README.md").read_text(encoding="utf-8")  # its numbers are the committed ones
+    assert f"**{manifest['incidents']:,}**" in readme and str(manifest["seed"]) in readme
+    assert all(f"| {name} | {rows:,}" in readme for name, rows in manifest["rows"].items())
 
 
 def test_unsettled_shortcut_equals_the_full_settlement():

@@ -57,6 +57,15 @@ class SimulatedCity:
     truth : Truth
         Incidents with their true cause, tickets with their transaction,
         faults, true fix effects and the manifest. Never part of the dataset.
+
+    Examples
+    --------
+    >>> city = simulate_city(CityConfig(seed=4, n_merchants=15, n_neighbourhoods=2, days=3,
+    ...                                 case_segment_size=4))
+    >>> city.tables["transactions"]["timestamp"].dt.tz.key
+    'Asia/Shanghai'
+    >>> city.truth.manifest["supermarket_name"]
+    '好邻居便利超市'
     """
 
     config: CityConfig

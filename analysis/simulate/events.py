@@ -107,10 +107,11 @@ def _terminal_days(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _batch_events(log: _Log, att: Attempts, out: Outcome, tl: Timeline, rng) -> np.ndarray:
-    """Batch upload events; returns the record count of each ``batch_upload_ok`` in log order."""
+    """Batch upload events; returns the record count (approved purchases) of each ``batch_upload_ok``."""
     t, d = _terminal_days(out.batch == UPLOADED)
+    in_batch = out.approved & ~out.voided & ~att.transfer
     records = np.bincount(
-        att.terminal.astype(np.int64) * tl.days + att.day, weights=~att.transfer, minlength=out.batch.size
+        att.terminal.astype(np.int64) * tl.days + att.day, weights=in_batch, minlength=out.batch.size
     )[t.astype(np.int64) * tl.days + d]
     log.add(t, _at(tl, d, BATCH_AT_S, 14 * 60, rng), EVENT["batch_upload_ok"], 13)
     t, d = _terminal_days(out.batch == UPLOAD_FAILED)

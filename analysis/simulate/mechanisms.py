@@ -272,8 +272,9 @@ def apply_mechanisms(
             continue
         mech[hit], fault[hit] = MECH[f.kind], i
 
+    # a configuration fault ends with a config_correction; a frozen account only with its own end
     merchant_faults = [
-        (i, f, _effective_end(f, fixes, "config_correction"))
+        (i, f, _effective_end(f, fixes, "config_correction") if f.kind == "misconfigured_merchant" else f.end_s)
         for i, f in enumerate(scen.faults)
         if f.kind in ("misconfigured_merchant", "frozen_account")
     ]

@@ -166,19 +166,26 @@ def _payee_pool(n_payees: int, rng) -> tuple[pa.StringArray, np.ndarray, np.ndar
 
 
 def _amounts(shop: np.ndarray, transfer: np.ndarray, rng) -> np.ndarray:
-    """Log-normal amounts by MCC (transfers by their own law), rounded like real tickets."""
+    """Log-normal amounts by MCC (transfers by their own law), rounded like real tickets.
+
+    Purchases: 40% whole yuan, the rest to the fen (at least 0.50); transfers: 60%
+    round hundreds, the rest whole yuan, at most :data:`TRANSFER_MAX`.
+    """
     n = len(shop)
-    median = np.array([s.median for s in MCCS])[shop]
-    sigma = np.array([s.sigma for s in MCCS])[shop]
-    median = np.where(transfer, TRANSFER_MEDIAN, median)
-    sigma = np.where(transfer, TRANSFER_SIGMA, sigma)
-    raw = median * np.exp(sigma * rng.standard_normal(n))
-    style = rng.random(n)
-    whole = np.ceil(raw)
-    hundred = np.maximum(100.0, np.round(raw, -2))
-    cents = np.maximum(0.5, np.round(raw, 2))
-    amount = np.where(transfer, np.where(style < 0.6, hundred, whole), np.where(style < 0.4, whole, cents))
-    return np.minimum(amount, TRANSFER_MAX)
+    table = np.array([[s.median, s.sigma] for s in MCCS] + [[TRANSFER_MEDIAN, TRANSFER_SIGMA]])
+    law = np.where(transfer, len(MCCS), shop)
+    amount = rng.standard_normal(n)
+    amount *= table[law, 1]
+    np.exp(amount, out=amount)
+    amount *= table[law, 0]
+    style = rng.random(n, dtype=np.float32)
+    whole = np.where(transfer, style >= 0.6, style < 0.4)
+    hundred = transfer & ~whole
+    cents = ~transfer & ~whole
+    amount[whole] = np.ceil(amount[whole])
+    amount[hundred] = np.maximum(100.0, np.round(amount[hundred], -2))
+    amount[cents] = np.maximum(0.5, np.round(amount[cents] * 100) / 100)
+    return np.minimum(amount, TRANSFER_MAX, out=amount)
 
 
 def draw_attempts(
@@ -204,8 +211,9 @@ def draw_attempts(
 
     # the merchant's first terminal takes 60% where it has several
     n_term = city.m_n_terminals[merchant]
-    u = rng.random(n)
-    local = np.where(u < 0.6, 0, 1 + ((u - 0.6) / 0.4 * (n_term - 1)).astype(np.int64))
+    u = rng.random(n, dtype=np.float32)
+    extra = np.maximum(u - 0.6, 0) / 0.4 * (n_term - 1)  # 0 for the first terminal's 60%
+    local = np.where(u < 0.6, 0, 1 + extra.astype(np.int32))
     terminal = (city.m_first_terminal[merchant] + np.minimum(local, n_term - 1)).astype(np.int32)
 
     transfer = rng.random(n) < city.m_transfer_p[merchant]

@@ -75,6 +75,16 @@ class Truth:
         the fix (common random numbers) and the true effect.
     manifest : dict
         Seed, config, as-of, supermarket, faulty segment, code version, counts.
+
+    Examples
+    --------
+    >>> from analysis.simulate import CityConfig, simulate_city
+    >>> truth = simulate_city(CityConfig(seed=2, n_merchants=20, n_neighbourhoods=2, days=7,
+    ...                                  case_segment_size=5)).truth
+    >>> list(truth.incidents.columns)
+    ['txn_id', 'merchant_id', 'terminal_id', 'outcome', 'cause', 'mechanism', 'fault_id']
+    >>> int(truth.cause_counts().sum()) == len(truth.incidents)
+    True
     """
 
     incidents: pd.DataFrame
