@@ -123,6 +123,18 @@ def simulate_case_study_cmd(
     typer.echo(f"dataset written to {out_dir}; ground truth to {truth}")
 
 
+def _is_usage_error(exc: Exception) -> bool:
+    """A command-line usage error (typer/click), which knows how to show itself."""
+    kinds = [getattr(typer.exceptions, "TyperException", None)]
+    try:  # typer < 0.20 raises click's exceptions
+        import click
+
+        kinds.append(click.ClickException)
+    except ImportError:
+        pass
+    return any(k is not None and isinstance(exc, k) for k in kinds) and hasattr(exc, "show")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, turning user errors into one paragraph and exit code 2."""
     try:
@@ -136,9 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo("aborted", err=True)
         return 130
     except Exception as exc:  # noqa: BLE001 - last line of defence: no traceback for users
-        import click
-
-        if isinstance(exc, click.ClickException):
+        if _is_usage_error(exc):
             exc.show()
             return exc.exit_code
         _say_error(
