@@ -216,7 +216,7 @@ def china_calendar(first_year: int = 2024, last_year: int | None = None) -> Work
     cn = holidays.China(years=years)
     days = pd.date_range(f"{first_year}-01-01", f"{last}-12-31", freq="D")
     dates = days.date
-    weekday = days.dayofweek < 5
+    weekday = days.day_of_week < 5
     holiday = np.fromiter((d in cn for d in dates), bool, len(dates))
     workday_weekend = np.fromiter((d in cn.weekend_workdays for d in dates), bool, len(dates))
     business = (weekday & ~holiday) | workday_weekend
