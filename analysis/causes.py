@@ -101,6 +101,9 @@ class Thresholds:
 
     Attributes
     ----------
+    usual_quantile : float
+        A segment's usual day is this quantile of its daily link-error counts
+        (0.25: robust while a fault covers up to three quarters of the data).
     surge_ratio, surge_min_events : float, int
         A segment-day is "far above its usual" when its link errors reach
         ``surge_ratio`` × (usual + 1) and at least ``surge_min_events``.
@@ -133,6 +136,7 @@ class Thresholds:
         times that of other firmware.
     """
 
+    usual_quantile: float = 0.25
     surge_ratio: float = 4.0
     surge_min_events: int = 5
     segment_near_min: int = 3
@@ -271,12 +275,14 @@ def daily_event_counts(events: pd.DataFrame, key: str) -> pd.DataFrame:
     return counts
 
 
-def segment_day_rates(segment_daily: pd.DataFrame, days: pd.DatetimeIndex) -> pd.DataFrame:
+def segment_day_rates(
+    segment_daily: pd.DataFrame, days: pd.DatetimeIndex, quantile: float = 0.5
+) -> pd.DataFrame:
     """Link errors per segment-day against the segment's usual day.
 
-    The usual day is the median of the segment's daily link-error counts over
-    ``days`` (days without events count as 0); ``ratio`` is
-    (count + 1) / (usual + 1).
+    The usual day is a quantile (default the median) of the segment's daily
+    link-error counts over ``days`` (days without events count as 0); ``ratio``
+    is (count + 1) / (usual + 1).
 
     Parameters
     ----------
@@ -284,6 +290,9 @@ def segment_day_rates(segment_daily: pd.DataFrame, days: pd.DatetimeIndex) -> pd
         :func:`daily_event_counts` by ``network_segment``.
     days : DatetimeIndex
         Every calendar day the data spans.
+    quantile : float
+        Which quantile of the daily counts is "usual"; a lower one stays a
+        healthy day while a fault covers more than half of the span.
 
     Returns
     -------
@@ -291,7 +300,7 @@ def segment_day_rates(segment_daily: pd.DataFrame, days: pd.DatetimeIndex) -> pd
         Index (network_segment, day); columns ``link_errors``, ``usual``, ``ratio``.
     """
     grid = segment_daily["link"].unstack("day", fill_value=0).reindex(columns=days, fill_value=0)
-    usual = grid.median(axis=1)
+    usual = grid.quantile(quantile, axis=1)
     long = grid.stack().rename("link_errors").to_frame()
     long.index = long.index.set_names(["network_segment", "day"])
     long["usual"] = usual.reindex(long.index.get_level_values(0)).to_numpy()
@@ -402,10 +411,11 @@ _PAST_CYCLE = ("credited", "credited_late", "returned", "credit_overdue", "not_c
 
 
 def dark_runs(reconciled: pd.DataFrame) -> pd.DataFrame:
-    """Runs of consecutive active days on which a terminal cleared none of its transactions.
+    """Runs of consecutive active days on which a terminal cleared none of its purchases.
 
-    A terminal-day is *active* when the terminal has approved purchases or
-    transfers past their cycle that day, and *dark* when none of them cleared.
+    Purchases reach clearing through the terminal's end-of-day batch (transfers
+    do not), so a terminal-day is *active* when the terminal has approved
+    purchases past their cycle that day, and *dark* when none of them cleared.
     Consecutive dark active days (days without activity in between do not break
     a run) form a run.
 
@@ -424,9 +434,7 @@ def dark_runs(reconciled: pd.DataFrame) -> pd.DataFrame:
     >>> dark_runs(rec)["run_days"].tolist()
     [1, 2, 2]
     """
-    due = reconciled[
-        reconciled["outcome"].isin(_PAST_CYCLE) & reconciled["txn_type"].isin(INCIDENT_TXN_TYPES)
-    ]
+    due = reconciled[reconciled["outcome"].isin(_PAST_CYCLE) & reconciled["txn_type"].eq("purchase")]
     days = (
         due.assign(cleared=due["cleared_date"].notna())
         .groupby(["terminal_id", "business_date"])["cleared"]
@@ -528,7 +536,9 @@ def _event_features(
     feats = pd.DataFrame(_link_features(inc, ev, window_s), index=inc.index)
 
     seg_rates = segment_day_rates(
-        daily_event_counts(ev, "network_segment"), _day_span(reconciled["business_date"], ev["day"])
+        daily_event_counts(ev, "network_segment"),
+        _day_span(reconciled["business_date"], ev["day"]),
+        th.usual_quantile,
     )
     today = over_days(seg_rates, inc["network_segment"], inc["business_date"], ["link_errors", "usual", "ratio"])
     feats["seg_day_link"] = today["link_errors"].astype(int)
@@ -645,9 +655,8 @@ def _flags(f: pd.DataFrame, th: Thresholds, window_s: int) -> pd.DataFrame:
     seg_near_needed = np.maximum(th.segment_near_min, th.surge_ratio * (f["seg_usual"] + 1) * window_share)
     f["seg_day_surge"] = (f["seg_day_ratio"] >= th.surge_ratio) & (f["seg_day_link"] >= th.surge_min_events)
     f["seg_near_surge"] = f["seg_link_near"] >= seg_near_needed
-    f["near_link"] = f["has_events"] & (
-        (f["term_link_near"] >= th.terminal_near_min) | f["seg_near_surge"] | f["seg_day_surge"]
-    )
+    f["terminal_link_near"] = f["has_events"] & (f["term_link_near"] >= th.terminal_near_min)
+    f["near_link"] = f["terminal_link_near"] | (f["has_events"] & (f["seg_near_surge"] | f["seg_day_surge"]))
     f["term_trouble_upload"] = f["has_events"] & (f["term_link_upload_days"] >= th.terminal_day_min)
     f["line_trouble_upload"] = f["term_trouble_upload"] | (f["has_events"] & f["seg_surge_upload_days"])
     f["upload_failed"] = f["term_upload_failed"] > 0
@@ -830,9 +839,9 @@ def _ph_clearing(r: Mapping) -> str:
     if not r["clearing_known"] or not r["dark_days"]:
         return ""
     if r["dark_days"] == 1:
-        return f"terminal {r['terminal_id']} cleared none of its transactions that day"
+        return f"terminal {r['terminal_id']} cleared none of its purchases that day"
     return (
-        f"terminal {r['terminal_id']} cleared none of its transactions on {r['dark_days']} consecutive "
+        f"terminal {r['terminal_id']} cleared none of its purchases on {r['dark_days']} consecutive "
         f"active days ({_day(r['dark_start'])} to {_day(r['dark_end'])})"
     )
 
@@ -991,17 +1000,22 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "late_response_link",
         "NETWORK_COMMUNICATION",
-        lambda f: _declined(f, ("68",)) & f["near_link"],
-        lambda f: _where((f["term_link_near"] > 0) & (f["seg_day_surge"] | f["seg_near_surge"]), 0.9, 0.75),
-        "declined 68 (response received too late) amid link errors",
+        lambda f: _declined(f, ("68",)) & f["terminal_link_near"],
+        lambda f: _where(f["seg_day_surge"] | f["seg_near_surge"], 0.92, 0.8),
+        "declined 68 (response received too late) amid link errors on the terminal",
         _LINK,
     ),
     Rule(
         "late_response_system",
         "SYSTEM_FAULT",
         lambda f: _declined(f, ("68",)),
-        lambda f: _where(~f["has_events"], 0.5, _where(f["burst"], 0.9, 0.75)),
-        "declined 68 (response received too late) with no link errors near it",
+        lambda f: np.where(
+            ~f["has_events"],
+            0.5,
+            np.where(f["burst"], 0.9, _where(f["seg_day_surge"] | f["seg_near_surge"], 0.6, 0.8)),
+        ),
+        "declined 68 (response received too late) with no link errors on terminal {terminal_id} "
+        "near it: the issuer or switch answered late",
         ("burst", "segment", "no_events"),
     ),
     Rule(

@@ -331,7 +331,9 @@ def _fit_words(row: pd.Series) -> str:
     words = f"amount {row['amount_how']}"
     if pd.notna(row["txn_time"]):
         return f"{words}, {row['distance_s'] / 60:.0f} min from the stated time"
-    return f"{words}, {row['distance_s'] / 86400:.1f} days before the ticket (no time stated)"
+    hours = row["distance_s"] / 3600
+    before = f"{hours:.1f} h" if hours < 24 else f"{hours / 24:.1f} days"
+    return f"{words}, {before} before the ticket (no time stated)"
 
 
 def _matched_text(row: pd.Series, incidents: dict, others: int) -> dict:

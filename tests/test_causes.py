@@ -164,15 +164,16 @@ def test_68_on_a_healthy_line_is_system_fault():
     )
     row = one(ds)
     assert row["cause"] == "SYSTEM_FAULT"
-    assert "68" in row["evidence"] and "no link errors near" in row["evidence"]
+    assert "68" in row["evidence"] and "no link errors on terminal TERM0001 near it" in row["evidence"]
 
 
-def test_68_with_segment_far_above_usual_is_network():
-    # the segment's usual day has 1 link error; on 03-10 another terminal has 20
+def test_68_with_only_the_segment_far_above_usual_is_system_fault_with_less_confidence():
+    # the segment's usual day has 1 link error; on 03-10 another terminal has 20,
+    # but the terminal that got the late answer logged none itself
     terminals = [{"terminal_id": "K1", "merchant_id": "M1", "network_segment": "CT-PD-0231"},
                  {"terminal_id": "K2", "merchant_id": "M2", "network_segment": "CT-PD-0231"}]
     ev = [e for d in range(1, 10) for e in events(1, "timeout", f"2026-03-0{d} 12:00", "K2")]
-    ev += events(20, "connection_reset", "2026-03-10 02:00", "K2")
+    ev += events(20, "connection_reset", "2026-03-10 17:55", "K2")
     ds = make_dataset(
         terminals=terminals,
         transactions=[{"txn_id": "A", "terminal_id": "K1", "response_code": "68", "timestamp": "2026-03-10 18:00"},
@@ -181,8 +182,23 @@ def test_68_with_segment_far_above_usual_is_network():
         terminal_events=ev,
     )
     row = one(ds, "A")
-    assert row["cause"] == "NETWORK_COMMUNICATION"
+    assert row["cause"] == "SYSTEM_FAULT" and row["confidence"] <= 0.6
     assert "segment CT-PD-0231 at 10× its usual link-error rate" in row["evidence"]
+    assert "no link errors on terminal K1" in row["evidence"]
+
+
+def test_reversal_98_with_only_segment_errors_is_network():
+    terminals = [{"terminal_id": "K1", "merchant_id": "M1", "network_segment": "S"},
+                 {"terminal_id": "K2", "merchant_id": "M2", "network_segment": "S"}]
+    ds = make_dataset(
+        terminals=terminals,
+        transactions=[{"terminal_id": "K1", "response_code": "", "reversal": "sent", "reversal_reason": "98",
+                       "timestamp": "2026-03-10 18:00"}],
+        terminal_events=events(6, "timeout", "2026-03-10 17:58", "K2"),
+    )
+    row = one(ds)
+    assert row["cause"] == "NETWORK_COMMUNICATION" and row["confidence"] >= 0.9
+    assert "6 link errors on segment S within ±10 min (6 on other terminals)" in row["evidence"]
 
 
 def test_68_without_terminal_events_is_system_fault_with_low_confidence():
@@ -430,7 +446,7 @@ def test_merchant_that_never_clears_on_a_healthy_line_is_merchant_config():
     b = out[out["txn_id"].str.startswith("B")]
     assert len(b) == 5 and (b["cause"] == "MERCHANT_CONFIG").all()
     row = b.set_index("txn_id").loc["B4"]
-    assert "cleared none of its transactions on 5 consecutive active days" in row["evidence"]
+    assert "cleared none of its purchases on 5 consecutive active days" in row["evidence"]
     assert "(2026-03-02 to 2026-03-06)" in row["evidence"]
     assert "no successful batch upload" in row["evidence"]
     assert row["confidence"] >= 0.9
@@ -519,7 +535,10 @@ def test_segment_usual_is_the_median_day_with_zero_days():
         "event": ["timeout"] * 6,
         "day": pd.to_datetime(["2026-03-01", "2026-03-02", "2026-03-05", "2026-03-05", "2026-03-05", "2026-03-05"]),
     })
-    rates = segment_day_rates(daily_event_counts(ev, "network_segment"),
-                              pd.date_range("2026-03-01", "2026-03-05"))
+    daily = daily_event_counts(ev, "network_segment")
+    span = pd.date_range("2026-03-01", "2026-03-05")
+    rates = segment_day_rates(daily, span)
     assert rates.loc[("S", pd.Timestamp("2026-03-05")), "usual"] == 1.0  # days 1, 1, 0, 0, 4
     assert rates.loc[("S", pd.Timestamp("2026-03-05")), "ratio"] == 2.5
+    lower = segment_day_rates(daily, span, quantile=0.25)  # a long fault does not become "usual"
+    assert lower.loc[("S", pd.Timestamp("2026-03-05")), "usual"] == 0.0
