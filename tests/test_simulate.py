@@ -604,7 +604,7 @@ def test_unsettled_shortcut_equals_the_full_settlement():
     streams, tl = Streams(SINK.seed), build_timeline(SINK)
     city = build_city(SINK, streams)
     scen = resolve(SINK, city, tl, streams)
-    att = draw_attempts(SINK, city, tl, streams)
+    att = draw_attempts(city, tl, streams)
     for fixes in (scen.fixes, ()):
         out = apply_mechanisms(att, city, scen, tl, fixes)
         assert (unsettled(att, out, city, tl) == settle(att, out, city, tl).unsettled).all()

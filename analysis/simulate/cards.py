@@ -22,7 +22,7 @@ _ZERO = ord("0")
 _DOUBLE = np.array([0, 2, 4, 6, 8, 1, 3, 5, 7, 9], dtype=np.int64)
 
 
-def luhn_numbers(bins, lengths, which: np.ndarray, rng: np.random.Generator) -> pa.StringArray:
+def luhn_numbers(bins, lengths, which: np.ndarray, rng: np.random.Generator) -> pa.LargeStringArray:
     """One Luhn-valid number per entry of ``which`` (an index into ``bins``/``lengths``).
 
     Digits after the 6-digit BIN are uniform random; the last is the Luhn check digit.

@@ -125,7 +125,7 @@ def simulate_city(config: CityConfig, *, full_pans: bool = True, progress: bool 
     city = build_city(config, streams)
     scen = resolve(config, city, tl, streams)
     say("city")
-    att = draw_attempts(config, city, tl, streams, full_pans=full_pans)
+    att = draw_attempts(city, tl, streams, full_pans=full_pans)
     say(f"{len(att):,} attempts")
     out = apply_mechanisms(att, city, scen, tl, scen.fixes, scale=scale)
     money = settle(att, out, city, tl, scale=scale)

@@ -16,7 +16,7 @@ Examples
 >>> from analysis.simulate.timeline import build_timeline
 >>> cfg = CityConfig(seed=2, n_merchants=20, n_neighbourhoods=2, days=3, case_segment_size=5)
 >>> s = Streams(2)
->>> a = draw_attempts(cfg, build_city(cfg, s), build_timeline(cfg), s, full_pans=True)
+>>> a = draw_attempts(build_city(cfg, s), build_timeline(cfg), s, full_pans=True)
 >>> len(a) > 500, bool((a.amount > 0).all()), bool((a.ts[1:] >= a.ts[:-1]).all())
 (True, True, True)
 """
@@ -43,7 +43,6 @@ from .catalog import (
 )
 from .city import City
 from .columns import DAY_S, large_strings
-from .specs import CityConfig
 from .streams import Streams
 from .timeline import Timeline
 
@@ -76,8 +75,8 @@ class Attempts:
     draws: dict
     latency_z: np.ndarray
     batch_u: np.ndarray
-    cards: pa.StringArray
-    payees: pa.StringArray
+    cards: pa.LargeStringArray
+    payees: pa.LargeStringArray
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -127,9 +126,14 @@ def sample_rows(cum: np.ndarray, row: np.ndarray, u: np.ndarray) -> np.ndarray:
     return (idx - row * k).astype(np.int32)
 
 
-def _daily_counts(config: CityConfig, city: City, tl: Timeline, rng) -> np.ndarray:
+def _profiles(city: City) -> np.ndarray:
+    """Each merchant's trading profile (index into :data:`PROFILE_NAMES`)."""
+    return np.array([PROFILE_NAMES.index(MCCS[s].profile) for s in city.m_shop])
+
+
+def _daily_counts(city: City, tl: Timeline, rng) -> np.ndarray:
     """Attempts per merchant and day: Poisson around rate x weekend factor x day noise."""
-    profile = np.array([PROFILE_NAMES.index(MCCS[s].profile) for s in city.m_shop])
+    profile = _profiles(city)
     weekend = np.array([WEEKEND_FACTOR[p] for p in PROFILE_NAMES])[profile]
     off = ~tl.business
     factor = np.where(off[None, :], weekend[:, None], 1.0)
@@ -137,7 +141,7 @@ def _daily_counts(config: CityConfig, city: City, tl: Timeline, rng) -> np.ndarr
     return rng.poisson(city.m_rate[:, None] * factor * noise)
 
 
-def _card_pool(n_cards: int, city: City, rng) -> tuple[pa.StringArray, np.ndarray]:
+def _card_pool(n_cards: int, city: City, rng) -> tuple[pa.LargeStringArray, np.ndarray]:
     """Card numbers and, per neighbourhood, the start of its block of local cards."""
     bins = [b for b, _, _ in CARD_BINS]
     w = np.array([x for _, _, x in CARD_BINS])
@@ -150,7 +154,7 @@ def _card_pool(n_cards: int, city: City, rng) -> tuple[pa.StringArray, np.ndarra
     return pans, starts
 
 
-def _payee_pool(n_payees: int, rng) -> tuple[pa.StringArray, np.ndarray, np.ndarray]:
+def _payee_pool(n_payees: int, rng) -> tuple[pa.LargeStringArray, np.ndarray, np.ndarray]:
     """Receiving accounts grouped by bank: numbers, per-bank block starts and sizes."""
     share = np.array([b.share for b in BANKS])
     sizes = np.maximum(5, np.floor(n_payees * share / share.sum())).astype(np.int64)
@@ -188,15 +192,13 @@ def _amounts(shop: np.ndarray, transfer: np.ndarray, rng) -> np.ndarray:
     return np.minimum(amount, TRANSFER_MAX, out=amount)
 
 
-def draw_attempts(
-    config: CityConfig, city: City, tl: Timeline, streams: Streams, *, full_pans: bool = True
-) -> Attempts:
+def draw_attempts(city: City, tl: Timeline, streams: Streams, *, full_pans: bool = True) -> Attempts:
     """All purchase and transfer attempts of the period (see the module docstring).
 
     ``full_pans=False`` masks the card and account pools (first 6 + last 4) at once.
     """
     rng = streams("traffic")
-    counts = _daily_counts(config, city, tl, rng)
+    counts = _daily_counts(city, tl, rng)
     n_days = tl.days
     cell = np.repeat(np.arange(counts.size, dtype=np.int64), counts.ravel())
     merchant = (cell // n_days).astype(np.int32)
@@ -204,7 +206,7 @@ def draw_attempts(
     del cell
     n = len(merchant)
 
-    profile = np.array([PROFILE_NAMES.index(MCCS[s].profile) for s in city.m_shop])[merchant]
+    profile = _profiles(city)[merchant]
     quarter = sample_rows(np.cumsum(quarter_hour_weights(), axis=1), profile, rng.random(n))
     second = rng.integers(0, 900, n)
     ts = tl.start_s + day.astype(np.int64) * DAY_S + quarter.astype(np.int64) * 900 + second
