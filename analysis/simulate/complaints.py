@@ -144,19 +144,8 @@ def _last4(values: pd.Series) -> np.ndarray:
     return values.str.slice(-4).astype(object).fillna("").to_numpy()
 
 
-def build_complaints(
-    config: CityConfig,
-    att: Attempts,
-    money: Money,
-    cause: np.ndarray,
-    ledger: Ledger,
-    city: City,
-    scen: Scenario,
-    tl: Timeline,
-    streams: Streams,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The ``complaints`` table and the truth ``tickets`` table (``ticket_id, txn_id, cause``)."""
-    rng = streams("complaints")
+def _ticketed(config, att: Attempts, money: Money, cause, city: City, scen: Scenario, tl: Timeline, rng):
+    """Which incidents become tickets, and when they are opened: (attempt rows, opened_at, outcome)."""
     weight = np.zeros(len(O))
     for name, w in OUTCOME_WEIGHT.items():
         weight[O[name]] = w
@@ -185,22 +174,45 @@ def build_complaints(
     merchant_day = att.merchant[rows].astype(np.int64) * tl.days + tl.day_of(opened)
     first = _first_per_group(merchant_day, rng.random(len(rows)), MAX_TICKETS_PER_MERCHANT_DAY)
     keep = (opened < tl.end_s) & first
-    rows, opened, outcome = rows[keep], opened[keep], outcome[keep]
+    return rows[keep], opened[keep], outcome[keep]
 
-    # tickets that match no transaction
-    n_orphans = int(round(config.orphan_ticket_share * len(rows) / max(1e-9, 1 - config.orphan_ticket_share)))
-    o_merchant = rng.choice(city.n_merchants, n_orphans, p=city.m_propensity / city.m_propensity.sum())
-    o_opened = tl.start_s + DAY_S + rng.integers(0, max(1, tl.end_s - tl.start_s - DAY_S), n_orphans)
-    o_median = np.array([s.median for s in MCCS])[city.m_shop[o_merchant]]
-    o_amount = np.round(o_median * rng.lognormal(0, 0.6, n_orphans), 2)
-    o_transfer = (rng.random(n_orphans) < 0.15) & (city.m_transfer_p[o_merchant] > 0)
+
+def _orphans(config, n_matched: int, city: City, tl: Timeline, rng) -> dict:
+    """Tickets that match no transaction: merchant, opened_at, amount, transfer or not, stated time."""
+    share = config.orphan_ticket_share
+    n = int(round(share * n_matched / max(1e-9, 1 - share)))
+    merchant = rng.choice(city.n_merchants, n, p=city.m_propensity / city.m_propensity.sum())
+    opened = tl.start_s + DAY_S + rng.integers(0, max(1, tl.end_s - tl.start_s - DAY_S), n)
+    median = np.array([s.median for s in MCCS])[city.m_shop[merchant]]
+    amount = np.round(median * rng.lognormal(0, 0.6, n), 2)
+    transfer = (rng.random(n) < 0.15) & (city.m_transfer_p[merchant] > 0)
+    txn_s = opened - rng.integers(3600, 3 * DAY_S, n)
+    return {"merchant": merchant, "opened": opened, "amount": amount, "transfer": transfer, "txn_s": txn_s}
+
+
+def build_complaints(
+    config: CityConfig,
+    att: Attempts,
+    money: Money,
+    cause: np.ndarray,
+    ledger: Ledger,
+    city: City,
+    scen: Scenario,
+    tl: Timeline,
+    streams: Streams,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ``complaints`` table and the truth ``tickets`` table (``ticket_id, txn_id, cause``)."""
+    rng = streams("complaints")
+    rows, opened, outcome = _ticketed(config, att, money, cause, city, scen, tl, rng)
+    orphan = _orphans(config, len(rows), city, tl, rng)
+    n_orphans = len(orphan["merchant"])
 
     n = len(rows) + n_orphans
     is_orphan = np.r_[np.zeros(len(rows), bool), np.ones(n_orphans, bool)]
-    transfer = np.r_[att.transfer[rows], o_transfer]
+    transfer = np.r_[att.transfer[rows], orphan["transfer"]]
     kind = np.asarray(COMPLAINT_KINDS, dtype=object)[transfer.astype(np.int64)]
-    amount = np.r_[att.amount[rows], o_amount]
-    txn_s = np.r_[att.ts[rows], o_opened - rng.integers(3600, 3 * DAY_S, n_orphans)]
+    amount = np.r_[att.amount[rows], orphan["amount"]]
+    txn_s = np.r_[att.ts[rows], orphan["txn_s"]]
     situation = np.r_[_SITUATION_OF[outcome], np.full(n_orphans, "orphan", dtype=object)]
     stated = _stated_amount(amount, rng)
     pos = ledger.position[rows]
@@ -218,11 +230,11 @@ def build_complaints(
 
     approx = np.minimum(txn_s + rng.integers(-1200, 1201, n), tl.end_s - 1)
     no_time = rng.random(n) < 0.15
-    opened_all = np.r_[opened, o_opened]
+    opened_all = np.r_[opened, orphan["opened"]]
     order = np.lexsort((np.r_[pos, np.full(n_orphans, -1)], opened_all))
     ticket_ids = digit_strings(np.arange(1, n + 1), 8, prefix="TK")
     merchant_ids = city.merchants["merchant_id"].to_numpy()
-    merchant = np.r_[att.merchant[rows], o_merchant][order]
+    merchant = np.r_[att.merchant[rows], orphan["merchant"]][order]
     complaints = pd.DataFrame(
         {
             "ticket_id": str_series(ticket_ids),
