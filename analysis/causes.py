@@ -68,6 +68,7 @@ from .contract import (
     OUTPUTS,
     RESPONSE_CODES,
     REVERSAL_REASON_MEANINGS,
+    TIMEZONE,
 )
 from .reconcile import default_as_of, reconcile, to_local_time
 from .workdays import WorkCalendar, to_business_date
@@ -266,7 +267,9 @@ def daily_event_counts(events: pd.DataFrame, key: str) -> pd.DataFrame:
     >>> daily_event_counts(ev, "terminal_id")[["link", "reboot"]].iloc[0].tolist()
     [1, 1]
     """
-    counts = events.groupby([key, "day", "event"], observed=True).size().unstack("event", fill_value=0)
+    counts = (
+        events.groupby([key, "day", "event"], observed=True).size().unstack("event", fill_value=0)
+    )
     for kind in (*LINK_ERROR_EVENTS, "reboot", "batch_upload_ok", "batch_upload_failed"):
         if kind not in counts.columns:
             counts[kind] = 0
@@ -322,7 +325,9 @@ def over_days(
     """
     parts = []
     for offset in range(n_days):
-        idx = pd.MultiIndex.from_arrays([keys.to_numpy(), (days + pd.Timedelta(days=offset)).to_numpy()])
+        idx = pd.MultiIndex.from_arrays(
+            [keys.to_numpy(), (days + pd.Timedelta(days=offset)).to_numpy()]
+        )
         parts.append(table[columns].reindex(idx).fillna(0).to_numpy())
     combined = np.max(parts, axis=0) if how == "max" else np.sum(parts, axis=0)
     return pd.DataFrame(combined, columns=columns, index=keys.index)
@@ -362,8 +367,10 @@ def response_counts(transactions: pd.DataFrame, codes: tuple[str, ...]) -> pd.Se
     return transactions.loc[hit].groupby("terminal_id").size()
 
 
-def return_patterns(reconciled: pd.DataFrame, reasons: tuple[str, ...], th: Thresholds) -> pd.DataFrame:
-    """Per merchant and transaction type: credits returned for ``reasons`` against its cleared credits.
+def return_patterns(
+    reconciled: pd.DataFrame, reasons: tuple[str, ...], th: Thresholds
+) -> pd.DataFrame:
+    """Per merchant and transaction type: credits returned for ``reasons`` against all cleared.
 
     Purchases credit the merchant's settlement account and transfers the payee's,
     so the two are kept apart. The span runs from the first to the last such
@@ -392,8 +399,10 @@ def return_patterns(reconciled: pd.DataFrame, reasons: tuple[str, ...], th: Thre
         reconciled["cleared_date"].notna(), [*key, "cleared_date", "credit_status", "return_reason"]
     ]
     hit = cleared["credit_status"].eq("returned") & cleared["return_reason"].isin(reasons)
-    spans = cleared.loc[hit].groupby(key)["cleared_date"].agg(
-        returns="size", first_return="min", last_return="max"
+    spans = (
+        cleared.loc[hit]
+        .groupby(key)["cleared_date"]
+        .agg(returns="size", first_return="min", last_return="max")
     )
     within = cleared.merge(spans.reset_index(), on=key, how="inner")
     within = within[within["cleared_date"].between(within["first_return"], within["last_return"])]
@@ -429,12 +438,16 @@ def dark_runs(reconciled: pd.DataFrame) -> pd.DataFrame:
     --------
     >>> rec = pd.DataFrame({"txn_id": list("abcd"), "terminal_id": ["K"] * 4,
     ...     "outcome": ["not_cleared", "credited", "not_cleared", "not_cleared"],
-    ...     "txn_type": ["purchase"] * 4, "cleared_date": pd.to_datetime([None, "2026-03-03", None, None]),
-    ...     "business_date": pd.to_datetime(["2026-03-01", "2026-03-02", "2026-03-04", "2026-03-06"])})
+    ...     "txn_type": ["purchase"] * 4,
+    ...     "cleared_date": pd.to_datetime([None, "2026-03-03", None, None]),
+    ...     "business_date": pd.to_datetime(
+    ...         ["2026-03-01", "2026-03-02", "2026-03-04", "2026-03-06"])})
     >>> dark_runs(rec)["run_days"].tolist()
     [1, 2, 2]
     """
-    due = reconciled[reconciled["outcome"].isin(_PAST_CYCLE) & reconciled["txn_type"].eq("purchase")]
+    due = reconciled[
+        reconciled["outcome"].isin(_PAST_CYCLE) & reconciled["txn_type"].eq("purchase")
+    ]
     days = (
         due.assign(cleared=due["cleared_date"].notna())
         .groupby(["terminal_id", "business_date"])["cleared"]
@@ -445,7 +458,9 @@ def dark_runs(reconciled: pd.DataFrame) -> pd.DataFrame:
     new_terminal = days["terminal_id"].ne(days["terminal_id"].shift())
     run = (new_terminal | days["cleared"]).cumsum()
     dark = days[~days["cleared"]].assign(run=run[~days["cleared"]])
-    spans = dark.groupby("run")["business_date"].agg(run_days="size", run_start="min", run_end="max")
+    spans = dark.groupby("run")["business_date"].agg(
+        run_days="size", run_start="min", run_end="max"
+    )
     return dark.join(spans, on="run").set_index(["terminal_id", "business_date"])[
         ["run_days", "run_start", "run_end"]
     ]
@@ -465,7 +480,7 @@ def _incidents(reconciled: pd.DataFrame) -> pd.DataFrame:
 
 
 def _lookup(frame: pd.DataFrame, key: str, values: pd.Series, columns: list[str]) -> pd.DataFrame:
-    """Columns of ``frame`` aligned with ``values`` of its ``key`` (first row per key; missing → NA)."""
+    """Columns of ``frame`` aligned with ``values`` of its ``key`` (first row per key; else NA)."""
     index = pd.Index(frame[key])
     if not index.is_unique:
         frame = frame.drop_duplicates(key)
@@ -475,7 +490,9 @@ def _lookup(frame: pd.DataFrame, key: str, values: pd.Series, columns: list[str]
     for c in columns:
         if c in frame.columns:
             col = frame[c].iloc[np.where(pos >= 0, pos, 0)] if len(frame) else frame[c].reindex([])
-            found[c] = pd.Series(col.to_numpy(), index=values.index, dtype=frame[c].dtype).where(pos >= 0)
+            found[c] = pd.Series(col.to_numpy(), index=values.index, dtype=frame[c].dtype).where(
+                pos >= 0
+            )
         else:
             found[c] = pd.Series(pd.NA, index=values.index, dtype="str")
     return found
@@ -483,7 +500,9 @@ def _lookup(frame: pd.DataFrame, key: str, values: pd.Series, columns: list[str]
 
 def _event_frame(events: pd.DataFrame, terminals: pd.DataFrame) -> pd.DataFrame:
     """Events with their segment, merchant, Shanghai day and epoch seconds."""
-    attrs = _lookup(terminals, "terminal_id", events["terminal_id"], ["network_segment", "merchant_id"])
+    attrs = _lookup(
+        terminals, "terminal_id", events["terminal_id"], ["network_segment", "merchant_id"]
+    )
     return pd.DataFrame(
         {
             "terminal_id": events["terminal_id"],
@@ -540,15 +559,22 @@ def _event_features(
         _day_span(reconciled["business_date"], ev["day"]),
         th.usual_quantile,
     )
-    today = over_days(seg_rates, inc["network_segment"], inc["business_date"], ["link_errors", "usual", "ratio"])
+    today = over_days(seg_rates, inc["network_segment"], inc["business_date"], ["link_errors"])
     feats["seg_day_link"] = today["link_errors"].astype(int)
     seg_usual = seg_rates["usual"].groupby(level=0).first()
     feats["seg_usual"] = inc["network_segment"].map(seg_usual).fillna(0.0).to_numpy()
     feats["seg_day_ratio"] = (feats["seg_day_link"] + 1) / (feats["seg_usual"] + 1)
-    surge = (seg_rates["ratio"] >= th.surge_ratio) & (seg_rates["link_errors"] >= th.surge_min_events)
+    surge = (seg_rates["ratio"] >= th.surge_ratio) & (
+        seg_rates["link_errors"] >= th.surge_min_events
+    )
     seg_rates["surge"] = surge.astype(float)
     upload = over_days(
-        seg_rates, inc["network_segment"], inc["business_date"], ["surge", "link_errors"], th.upload_days, "max"
+        seg_rates,
+        inc["network_segment"],
+        inc["business_date"],
+        ["surge", "link_errors"],
+        th.upload_days,
+        "max",
     )
     feats["seg_surge_upload_days"] = upload["surge"].to_numpy() > 0
 
@@ -567,7 +593,9 @@ def _event_features(
     feats["term_upload_failed"] = span["batch_upload_failed"].astype(int)
     ok_ever = ev.loc[ev["event"].eq("batch_upload_ok"), "terminal_id"]
     feats["term_upload_ok_ever"] = inc["terminal_id"].isin(pd.unique(ok_ever)).to_numpy()
-    feats["uploads_recorded"] = bool(ev["event"].isin(["batch_upload_ok", "batch_upload_failed"]).any())
+    feats["uploads_recorded"] = bool(
+        ev["event"].isin(["batch_upload_ok", "batch_upload_failed"]).any()
+    )
 
     fw = firmware_reboots(ev.loc[ev["event"].eq("reboot"), "terminal_id"], dataset.terminals)
     fw_attrs = fw.reindex(inc["firmware"].to_numpy())
@@ -579,27 +607,15 @@ def _event_features(
     return feats
 
 
-def _no_event_features(inc: pd.DataFrame) -> pd.DataFrame:
-    """The event features' neutral values when there is no terminal_events table."""
-    zero_cols = [
-        *(f"term_{k}_near" for k in LINK_ERROR_EVENTS),
-        "term_link_near",
-        "seg_link_near",
-        "seg_day_link",
-        "term_day_reboot",
-        "term_link_upload_days",
-        "term_upload_ok",
-        "term_upload_failed",
-        "fw_terminals",
-        "fw_rebooted",
-    ]
-    feats = pd.DataFrame({c: np.zeros(len(inc), dtype=int) for c in zero_cols}, index=inc.index)
-    for c in ("seg_usual", "fw_share", "fw_others_share"):
-        feats[c] = 0.0
-    feats["seg_day_ratio"] = 1.0
-    for c in ("seg_surge_upload_days", "term_upload_ok_ever", "uploads_recorded", "fw_outlier"):
-        feats[c] = False
-    return feats
+def _no_events() -> pd.DataFrame:
+    """An empty terminal_events table: the event features then take their neutral values."""
+    return pd.DataFrame(
+        {
+            "terminal_id": pd.Series(dtype="str"),
+            "timestamp": pd.Series(dtype=f"datetime64[ns, {TIMEZONE}]"),
+            "event": pd.Series(dtype="str"),
+        }
+    )
 
 
 def _response_features(
@@ -628,7 +644,9 @@ def _response_features(
     return feats
 
 
-def _settlement_features(inc: pd.DataFrame, reconciled: pd.DataFrame, th: Thresholds) -> pd.DataFrame:
+def _settlement_features(
+    inc: pd.DataFrame, reconciled: pd.DataFrame, th: Thresholds
+) -> pd.DataFrame:
     """Merchant return patterns and runs of days a terminal cleared nothing."""
     feats = pd.DataFrame(index=inc.index)
     pat = return_patterns(reconciled, WRONG_ACCOUNT_RETURNS, th).reindex(
@@ -652,20 +670,27 @@ def _settlement_features(inc: pd.DataFrame, reconciled: pd.DataFrame, th: Thresh
 def _flags(f: pd.DataFrame, th: Thresholds, window_s: int) -> pd.DataFrame:
     """Boolean evidence the rules read."""
     window_share = 2 * window_s / 86400
-    seg_near_needed = np.maximum(th.segment_near_min, th.surge_ratio * (f["seg_usual"] + 1) * window_share)
-    f["seg_day_surge"] = (f["seg_day_ratio"] >= th.surge_ratio) & (f["seg_day_link"] >= th.surge_min_events)
+    seg_near_needed = np.maximum(
+        th.segment_near_min, th.surge_ratio * (f["seg_usual"] + 1) * window_share
+    )
+    f["seg_day_surge"] = (f["seg_day_ratio"] >= th.surge_ratio) & (
+        f["seg_day_link"] >= th.surge_min_events
+    )
     f["seg_near_surge"] = f["seg_link_near"] >= seg_near_needed
     f["terminal_link_near"] = f["has_events"] & (f["term_link_near"] >= th.terminal_near_min)
-    f["near_link"] = f["terminal_link_near"] | (f["has_events"] & (f["seg_near_surge"] | f["seg_day_surge"]))
+    f["near_link"] = f["terminal_link_near"] | (
+        f["has_events"] & (f["seg_near_surge"] | f["seg_day_surge"])
+    )
     f["term_trouble_upload"] = f["has_events"] & (f["term_link_upload_days"] >= th.terminal_day_min)
-    f["line_trouble_upload"] = f["term_trouble_upload"] | (f["has_events"] & f["seg_surge_upload_days"])
+    f["line_trouble_upload"] = f["term_trouble_upload"] | (
+        f["has_events"] & f["seg_surge_upload_days"]
+    )
     f["upload_failed"] = f["term_upload_failed"] > 0
     f["no_upload"] = f["uploads_recorded"] & (f["term_upload_ok"] == 0) & ~f["upload_failed"]
     f["never_uploaded"] = f["uploads_recorded"] & ~f["term_upload_ok_ever"]
     f["burst"] = f["burst_segments"] >= th.burst_segments
     f["mac_key"] = f["term_a0"] >= th.mac_key_repeats
     f["never_clears"] = f["clearing_known"] & (f["dark_days"] >= th.never_clears_min_days)
-
     f["cleared_late"] = (f["cleared_date"] > f["due_date"]).fillna(False).astype(bool)
     return f
 
@@ -707,17 +732,30 @@ def incident_features(
     txn_cols = ["payee_bank"]
     inc = inc.join(_lookup(dataset.transactions, "txn_id", inc["txn_id"], txn_cols))
     inc = inc.join(
-        _lookup(dataset.terminals, "terminal_id", inc["terminal_id"], ["network_segment", "firmware", "model"])
+        _lookup(
+            dataset.terminals,
+            "terminal_id",
+            inc["terminal_id"],
+            ["network_segment", "firmware", "model"],
+        )
     )
     inc["t"] = epoch_seconds(inc["timestamp"])
     has_events = dataset.terminal_events is not None
-    events = (
-        _event_features(inc, dataset.terminal_events, dataset, reconciled, window_s, th)
-        if has_events
-        else _no_event_features(inc)
+    events = _event_features(
+        inc,
+        dataset.terminal_events if has_events else _no_events(),
+        dataset,
+        reconciled,
+        window_s,
+        th,
     )
     inc = pd.concat(
-        [inc, events, _response_features(inc, dataset, reconciled, window_s), _settlement_features(inc, reconciled, th)],
+        [
+            inc,
+            events,
+            _response_features(inc, dataset, reconciled, window_s),
+            _settlement_features(inc, reconciled, th),
+        ],
         axis=1,
     )
     inc["has_events"] = has_events
@@ -753,7 +791,10 @@ def _ph_reversal(r: Mapping) -> str:
         return "no response reached the terminal and no reversal was recorded (单边账 risk)"
     head = "no response reached the terminal; " if pd.isna(r["response_code"]) else ""
     if r["outcome"] == "reversal_failed":
-        return f"{head}reversal {reason} ({meaning}) never acknowledged: the card may be debited (单边账)"
+        return (
+            f"{head}reversal {reason} ({meaning}) never acknowledged: "
+            "the card may be debited (单边账)"
+        )
     return f"{head}reversal {reason} ({meaning}) sent and acknowledged"
 
 
@@ -798,16 +839,22 @@ def _ph_burst(r: Mapping) -> str:
     if n < 2:
         return ""
     tail = " (issuer or switch outage)" if r["burst"] else ""
-    return f"91/96 purchase declines on {n} network segments within ±{r['window_minutes']:g} min{tail}"
+    return (
+        f"91/96 purchase declines on {n} network segments within ±{r['window_minutes']:g} min{tail}"
+    )
 
 
 def _ph_reboot(r: Mapping) -> str:
     parts = []
     if r["term_day_reboot"]:
-        parts.append(f"terminal {r['terminal_id']} rebooted {_plural(int(r['term_day_reboot']), 'time')} that day")
+        parts.append(
+            f"terminal {r['terminal_id']} rebooted "
+            f"{_plural(int(r['term_day_reboot']), 'time')} that day"
+        )
     if r["fw_outlier"]:
         parts.append(
-            f"firmware {r['firmware']}: {int(r['fw_rebooted'])} of {int(r['fw_terminals'])} terminals "
+            f"firmware {r['firmware']}: {int(r['fw_rebooted'])} of "
+            f"{int(r['fw_terminals'])} terminals "
             f"rebooted ({r['fw_share']:.0%}) vs {r['fw_others_share']:.0%} on other firmware"
         )
     return "; ".join(parts)
@@ -825,7 +872,10 @@ def _ph_mac_key(r: Mapping) -> str:
 def _ph_pattern(r: Mapping) -> str:
     if not r["m_returns"]:
         return ""
-    head = f"{r['txn_type']} credits of merchant {r['merchant_id']} returned for a wrong account or name"
+    head = (
+        f"{r['txn_type']} credits of merchant {r['merchant_id']} "
+        "returned for a wrong account or name"
+    )
     if not r["m_pattern"]:
         return f"{r['m_returns']} of {r['m_all_credits']} {head}: no merchant-wide pattern"
     if r["m_last_return"] >= r["m_last_cleared"]:
@@ -841,7 +891,8 @@ def _ph_clearing(r: Mapping) -> str:
     if r["dark_days"] == 1:
         return f"terminal {r['terminal_id']} cleared none of its purchases that day"
     return (
-        f"terminal {r['terminal_id']} cleared none of its purchases on {r['dark_days']} consecutive "
+        f"terminal {r['terminal_id']} cleared none of its purchases on "
+        f"{r['dark_days']} consecutive "
         f"active days ({_day(r['dark_start'])} to {_day(r['dark_end'])})"
     )
 
@@ -852,7 +903,10 @@ def _ph_uploads(r: Mapping) -> str:
     days = f"{r['business_day']} (+{r['upload_days'] - 1} d)"
     parts = []
     if r["term_upload_failed"]:
-        parts.append(f"batch upload failed {_plural(int(r['term_upload_failed']), 'time')} on terminal {r['terminal_id']} around {days}")
+        parts.append(
+            f"batch upload failed {_plural(int(r['term_upload_failed']), 'time')} "
+            f"on terminal {r['terminal_id']} around {days}"
+        )
     elif r["term_upload_ok"]:
         parts.append(f"batch uploaded OK on terminal {r['terminal_id']} around {days}")
     elif r["uploads_recorded"]:
@@ -860,9 +914,13 @@ def _ph_uploads(r: Mapping) -> str:
     if r["never_uploaded"]:
         parts.append(f"terminal {r['terminal_id']} has no successful batch upload in the data")
     if r["term_link_upload_days"]:
-        parts.append(f"{_plural(int(r['term_link_upload_days']), 'link error')} on the terminal those days")
+        parts.append(
+            f"{_plural(int(r['term_link_upload_days']), 'link error')} on the terminal those days"
+        )
     elif r["seg_surge_upload_days"]:
-        parts.append(f"segment {r['network_segment']} far above its usual link-error rate those days")
+        parts.append(
+            f"segment {r['network_segment']} far above its usual link-error rate those days"
+        )
     else:
         parts.append("no link errors on the terminal those days")
     return "; ".join(parts)
@@ -962,7 +1020,9 @@ RULES: tuple[Rule, ...] = (
         "in_cycle",
         "PROCESSING_DELAY",
         lambda f: f["outcome"].eq("in_cycle"),
-        lambda f: np.where(~f["clearing_known"], 0.5, _where(f["cleared_date"].notna(), 0.95, 0.85)),
+        lambda f: np.where(
+            ~f["clearing_known"], 0.5, _where(f["cleared_date"].notna(), 0.95, 0.85)
+        ),
         "{clearing_state}; {settlement_cycle} cycle: normal processing until {wait_until_day}",
         ("no_settlements",),
     ),
@@ -1049,7 +1109,12 @@ RULES: tuple[Rule, ...] = (
         "SYSTEM_FAULT",
         lambda f: _no_response(f, ("96",)),
         lambda f: np.clip(
-            0.7 + 0.15 * (f["term_day_reboot"] > 0) + 0.1 * f["fw_outlier"] - 0.1 * ~f["has_events"], 0, 1
+            0.7
+            + 0.15 * (f["term_day_reboot"] > 0)
+            + 0.1 * f["fw_outlier"]
+            - 0.1 * ~f["has_events"],
+            0,
+            1,
         ),
         "{reversal_phrase}",
         ("reboot", "no_events"),
@@ -1107,7 +1172,8 @@ RULES: tuple[Rule, ...] = (
         "OPERATOR_ERROR",
         lambda f: _returned(f, WRONG_ACCOUNT_RETURNS) & f["txn_type"].eq("transfer"),
         0.8,
-        "transfer credit of {amount_str} returned {return_reason}: the payee details typed were wrong",
+        "transfer credit of {amount_str} returned {return_reason}: "
+        "the payee details typed were wrong",
         ("pattern",),
     ),
     Rule(
@@ -1131,10 +1197,12 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "late_upload",
         "NETWORK_COMMUNICATION",
-        lambda f: f["outcome"].eq("credited_late")
-        & f["cleared_late"]
-        & f["upload_failed"]
-        & f["line_trouble_upload"],
+        lambda f: (
+            f["outcome"].eq("credited_late")
+            & f["cleared_late"]
+            & f["upload_failed"]
+            & f["line_trouble_upload"]
+        ),
         0.7,
         "credited {credited_day}, after its deadline {deadline_day}; cleared late on {cleared_day}",
         ("uploads",),
@@ -1204,7 +1272,9 @@ RULES: tuple[Rule, ...] = (
         "MERCHANT_CONFIG",
         lambda f: _not_cleared(f) & f["no_upload"],
         lambda f: np.where(
-            f["never_clears"] | f["never_uploaded"], _where(f["line_trouble_upload"], 0.8, 0.92), 0.7
+            f["never_clears"] | f["never_uploaded"],
+            _where(f["line_trouble_upload"], 0.8, 0.92),
+            0.7,
         ),
         _NOT_CLEARED + " and its batch was never uploaded",
         ("uploads", "clearing"),
@@ -1275,7 +1345,9 @@ def _assign_rules(f: pd.DataFrame, rules: tuple[Rule, ...]) -> tuple[np.ndarray,
     return rule_idx, np.clip(confidence, 0.0, 1.0)
 
 
-def _display_columns(f: pd.DataFrame, as_of: pd.Timestamp, window_minutes: float, th: Thresholds) -> pd.DataFrame:
+def _display_columns(
+    f: pd.DataFrame, as_of: pd.Timestamp, window_minutes: float, th: Thresholds
+) -> pd.DataFrame:
     """Formatted values the evidence and next-step templates use."""
     fmt = lambda s: s.dt.strftime("%Y-%m-%d").fillna("")  # noqa: E731
     credited_day = to_business_date(f["credited_at"])
@@ -1289,10 +1361,14 @@ def _display_columns(f: pd.DataFrame, as_of: pd.Timestamp, window_minutes: float
         amount_str=f["amount"].map("{:,.2f}".format),
         code_meaning=f["response_code"].map(RESPONSE_CODES).fillna("unlisted code"),
         declined_by=f["response_code"].map(DECLINE_CAUSES).map(_DECLINED_BY).fillna("the issuer"),
-        bank=f["payee_bank"].astype(object).where(
+        bank=f["payee_bank"]
+        .astype(object)
+        .where(
             f["payee_bank"].notna() & f["txn_type"].eq("transfer"), "the merchant's settlement bank"
         ),
-        segment=f["network_segment"].astype(object).where(f["network_segment"].notna(), "of the terminal"),
+        segment=f["network_segment"]
+        .astype(object)
+        .where(f["network_segment"].notna(), "of the terminal"),
         clearing_state=np.where(
             f["cleared_date"].notna(),
             "cleared " + fmt(f["cleared_date"]) + ", credit pending",
@@ -1421,20 +1497,28 @@ def classify(
     """
     th = thresholds or Thresholds()
     if as_of is None:
-        as_of = (reconciled.attrs.get("as_of") if reconciled is not None else None) or default_as_of(dataset)
+        as_of = (
+            reconciled.attrs.get("as_of") if reconciled is not None else None
+        ) or default_as_of(dataset)
     as_of = to_local_time(as_of)
     if reconciled is None:
         reconciled = reconcile(
-            dataset.transactions, dataset.settlements, dataset.merchants, as_of=as_of, calendar=calendar
+            dataset.transactions,
+            dataset.settlements,
+            dataset.merchants,
+            as_of=as_of,
+            calendar=calendar,
         )
     f = incident_features(dataset, reconciled, window_minutes=window_minutes, thresholds=th)
     rule_idx, confidence = _assign_rules(f, rules)
     f = _display_columns(f, as_of, window_minutes, th)
     causes, evidence, steps = [], [], []
-    for row, i in zip(_Rows(f), rule_idx):
+    for row, i in zip(_Rows(f), rule_idx, strict=True):
         rule = rules[i]
         cause = rule.cause or DECLINE_CAUSES[row["response_code"]]
-        row.extra["reversal_phrase"] = _ph_reversal(row) if "{reversal_phrase}" in rule.evidence else ""
+        row.extra["reversal_phrase"] = (
+            _ph_reversal(row) if "{reversal_phrase}" in rule.evidence else ""
+        )
         causes.append(cause)
         evidence.append(_evidence(row, rule))
         steps.append(_next_step(row, cause, rule.next_step))
@@ -1446,8 +1530,11 @@ def classify(
     f["cause_en"] = f["cause"].map({k: c.en for k, c in CAUSES.items()}).astype("str")
     f["rule"] = pd.Series([rules[i].name for i in rule_idx], index=f.index, dtype="str")
     out = f[list(OUTPUT_COLUMNS)].reset_index(drop=True)
-    out.attrs.update(as_of=as_of, terminal_events=dataset.terminal_events is not None,
-                     settlements=dataset.settlements is not None)
+    out.attrs.update(
+        as_of=as_of,
+        terminal_events=dataset.terminal_events is not None,
+        settlements=dataset.settlements is not None,
+    )
     return out
 
 

@@ -172,7 +172,9 @@ def _cycles(transactions: pd.DataFrame, merchants: pd.DataFrame | None) -> np.nd
     return mapped.fillna("T1").to_numpy(dtype=object)
 
 
-def _settlement_columns(transactions: pd.DataFrame, settlements: pd.DataFrame | None) -> pd.DataFrame:
+def _settlement_columns(
+    transactions: pd.DataFrame, settlements: pd.DataFrame | None
+) -> pd.DataFrame:
     """The settlements row of each transaction, aligned with ``transactions`` (empty where none)."""
     cols = ["cleared_date", "credit_status", "credited_at", "return_reason"]
     if settlements is None:
@@ -203,7 +205,7 @@ def _day_on_or_before(days: pd.Series, limit: pd.Series) -> pd.Series:
 
 
 def _approved(txns: pd.DataFrame) -> pd.Series:
-    """True where the response is ``00`` and no reversal was needed (a missing reversal is ``none``)."""
+    """True where the response is ``00`` and no reversal was needed (missing reversal: ``none``)."""
     reversal = txns["reversal"].fillna("none")
     return (txns["response_code"].eq(APPROVED).fillna(False) & reversal.eq("none")).astype(bool)
 
@@ -350,7 +352,9 @@ def reconcile(
     out["wait_until"] = deadline.where(out["outcome"].eq("in_cycle"))
     for col in settle.columns:
         out[col] = settle[col]
-    out["credit_business_days"] = _credit_business_days(business_date, settle["credited_at"], calendar)
+    out["credit_business_days"] = _credit_business_days(
+        business_date, settle["credited_at"], calendar
+    )
     out["settled"] = settle["credit_status"].eq("credited").fillna(False).astype(bool)
     out["clearing_known"] = settlements is not None
     out = out[list(RESULT_COLUMNS)]

@@ -47,7 +47,8 @@ Examples
 ...     "timestamp": pd.to_datetime(["2026-03-10 10:04", "2026-03-10 10:01"]).tz_localize(tz)})
 >>> incidents = pd.DataFrame({"txn_id": ["A"], "cause": ["NETWORK_COMMUNICATION"],
 ...     "next_step": ["Check the status with the acquirer."]})
->>> match_tickets(complaints, txns, incidents)[["ticket_id", "txn_id", "cause", "match_status"]].iloc[0].tolist()
+>>> out = match_tickets(complaints, txns, incidents)
+>>> out[["ticket_id", "txn_id", "cause", "match_status"]].iloc[0].tolist()
 ['C1', 'A', 'NETWORK_COMMUNICATION', 'matched']
 """
 
@@ -87,7 +88,7 @@ DECLINED_TRANSFER_PROPENSITY = 0.15
 INCIDENT_PROPENSITY = 1.0
 #: A transaction that is no incident (credited in time, voided).
 NOT_INCIDENT_PROPENSITY = 0.005
-#: Amount × time factor at which a ticket describes a transaction clearly (with a share ≥ clear_share).
+#: Amount × time factor at which a ticket describes a transaction clearly (with its share).
 CLEAR_FIT = 0.3
 #: Scale of the recency factor when no time is stated.
 AGE_SCALE = pd.Timedelta(days=3)
@@ -191,15 +192,19 @@ def time_likelihood(
     age = pairs["opened_at"] - pairs["timestamp"]
     gap_s = gap.dt.total_seconds().to_numpy()
     age_s = age.dt.total_seconds().to_numpy()
-    near = np.where(gap_s <= window.total_seconds(), np.exp(-gap_s / (window.total_seconds() / 4)), 0.0)
-    recent = np.where(age_s <= lookback.total_seconds(), np.exp(-age_s / AGE_SCALE.total_seconds()), 0.0)
+    near = np.where(
+        gap_s <= window.total_seconds(), np.exp(-gap_s / (window.total_seconds() / 4)), 0.0
+    )
+    recent = np.where(
+        age_s <= lookback.total_seconds(), np.exp(-age_s / AGE_SCALE.total_seconds()), 0.0
+    )
     factor = np.where(stated, np.nan_to_num(near), np.nan_to_num(recent))
     factor = np.where(age_s >= 0, factor, 0.0)
     return factor, np.where(stated, gap_s, age_s)
 
 
 def propensity(pairs: pd.DataFrame) -> np.ndarray:
-    """Complaint propensity of each candidate from its outcome (see :data:`COMPLAINT_PROPENSITY`)."""
+    """Complaint propensity of each candidate by its outcome (:data:`COMPLAINT_PROPENSITY`)."""
     outcome = pairs["outcome"].astype(object)
     known = outcome.map(COMPLAINT_PROPENSITY).astype(float)
     declined_transfer = outcome.eq("declined") & pairs["txn_type"].eq("transfer")
@@ -208,9 +213,13 @@ def propensity(pairs: pd.DataFrame) -> np.ndarray:
     return value.fillna(NOT_INCIDENT_PROPENSITY).to_numpy(dtype=float)
 
 
-def _roughly_fits(pairs: pd.DataFrame, window_minutes: float, tolerance: float, lookback_days: float) -> np.ndarray:
+def _roughly_fits(
+    pairs: pd.DataFrame, window_minutes: float, tolerance: float, lookback_days: float
+) -> np.ndarray:
     """Cheap pre-filter of merged pairs: amount within 10 yuan (or the tolerance), time in range."""
-    diff = np.abs(pairs["stated_amount"].to_numpy(dtype=float) - pairs["amount"].to_numpy(dtype=float))
+    diff = np.abs(
+        pairs["stated_amount"].to_numpy(dtype=float) - pairs["amount"].to_numpy(dtype=float)
+    )
     age = pairs["opened_at"] - pairs["timestamp"]
     gap = (pairs["timestamp"] - pairs["txn_time"]).abs()
     in_time = np.where(
@@ -218,7 +227,11 @@ def _roughly_fits(pairs: pd.DataFrame, window_minutes: float, tolerance: float, 
         (gap <= pd.Timedelta(minutes=window_minutes)).fillna(False).to_numpy(dtype=bool),
         (age <= pd.Timedelta(days=lookback_days)).to_numpy(dtype=bool),
     )
-    return (diff < max(10.0, tolerance + _CENT)) & (age >= pd.Timedelta(0)).to_numpy(dtype=bool) & in_time
+    return (
+        (diff < max(10.0, tolerance + _CENT))
+        & (age >= pd.Timedelta(0)).to_numpy(dtype=bool)
+        & in_time
+    )
 
 
 def candidate_pairs(
@@ -299,7 +312,9 @@ def _contested(leaders: pd.DataFrame, ranked: pd.DataFrame, clear_share: float) 
     unless both describe X clearly (shares ≥ ``clear_share`` and amount × time
     factors ≥ :data:`CLEAR_FIT`) and X is U's best too.
     """
-    matched = leaders[leaders["clear_lead"]].reset_index()[["ticket_id", "txn_id", "likelihood", "share", "fit"]]
+    matched = leaders[leaders["clear_lead"]].reset_index()[
+        ["ticket_id", "txn_id", "likelihood", "share", "fit"]
+    ]
     rivals = ranked.reset_index().merge(matched, on="txn_id", suffixes=("", "_winner"))
     rivals = rivals[rivals["ticket_id"] != rivals["ticket_id_winner"]]
     loses = (rivals["likelihood"] < rivals["likelihood_winner"]) | (
@@ -338,16 +353,27 @@ def _fit_words(row: pd.Series) -> str:
 
 def _matched_text(row: pd.Series, incidents: dict, others: int) -> dict:
     """cause, next_step, note and outcome for a ticket with a matched transaction (None = empty)."""
-    fit = _fit_words(row) + (f"; {others} other candidate{'s' if others != 1 else ''}" if others else "")
+    fit = _fit_words(row) + (
+        f"; {others} other candidate{'s' if others != 1 else ''}" if others else ""
+    )
     outcome = row.get("outcome")
     outcome = None if outcome is None or pd.isna(outcome) or outcome == "" else outcome
     if row["txn_id"] in incidents:
         inc = incidents[row["txn_id"]]
         note = f"{fit}; incident ({outcome or 'see incidents'})"
-        return {"cause": inc["cause"], "next_step": inc["next_step"], "note": note, "outcome": outcome}
+        return {
+            "cause": inc["cause"],
+            "next_step": inc["next_step"],
+            "note": note,
+            "outcome": outcome,
+        }
     credited = row.get("credited_at")
-    credited = "" if credited is None or pd.isna(credited) else f" on {pd.Timestamp(credited).date()}"
-    step = NEXT_STEP_NOT_INCIDENT.get(outcome or "", NEXT_STEP_NOT_INCIDENT[""]).format(credited=credited)
+    credited = (
+        "" if credited is None or pd.isna(credited) else f" on {pd.Timestamp(credited).date()}"
+    )
+    step = NEXT_STEP_NOT_INCIDENT.get(outcome or "", NEXT_STEP_NOT_INCIDENT[""]).format(
+        credited=credited
+    )
     note = f"{fit}; not an incident ({outcome or 'money moved as it should'})"
     return {"cause": None, "next_step": step, "note": note, "outcome": outcome}
 
@@ -430,7 +456,9 @@ def match_tickets(
     winner_of = winner_of[~winner_of.index.duplicated()]
 
     groups = dict(tuple(ranked.groupby("ticket_id")))
-    chosen = incidents[incidents["txn_id"].isin(pd.unique(leaders["txn_id"]))].drop_duplicates("txn_id")
+    chosen = incidents[incidents["txn_id"].isin(pd.unique(leaders["txn_id"]))].drop_duplicates(
+        "txn_id"
+    )
     incidents_by_id = chosen.set_index("txn_id")[["cause", "next_step"]].to_dict("index")
     rows = []
     for _, ticket in complaints.iterrows():
@@ -441,17 +469,26 @@ def match_tickets(
             best = leaders.loc[tid]
             others = len(groups[tid]) - 1
             out.update(_matched_text(best, incidents_by_id, others))
-            out.update(txn_id=best["txn_id"], match_score=float(best["share"]), match_status="matched")
+            out.update(
+                txn_id=best["txn_id"], match_score=float(best["share"]), match_status="matched"
+            )
         elif tid in leaders.index:
             best = leaders.loc[tid]
             mine = groups[tid]
             tied = mine[mine["likelihood"] * tie_ratio > best["likelihood"]]
-            listed = ", ".join(f"{t} ({s:.2f})" for t, s in zip(tied["txn_id"], tied["share"]))
-            out.update(next_step=NEXT_STEP_AMBIGUOUS, match_status="ambiguous",
-                       note=f"nearly tied candidates (share): {listed}")
+            tied_shares = zip(tied["txn_id"], tied["share"], strict=True)
+            listed = ", ".join(f"{t} ({s:.2f})" for t, s in tied_shares)
+            out.update(
+                next_step=NEXT_STEP_AMBIGUOUS,
+                match_status="ambiguous",
+                note=f"nearly tied candidates (share): {listed}",
+            )
         else:
-            out.update(next_step=NEXT_STEP_UNMATCHED, match_status="unmatched",
-                       note=_unmatched_note(ticket, dropped, winner_of))
+            out.update(
+                next_step=NEXT_STEP_UNMATCHED,
+                match_status="unmatched",
+                note=_unmatched_note(ticket, dropped, winner_of),
+            )
         rows.append(out)
     result = pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS))
     for col in ("ticket_id", "txn_id", "cause", "next_step", "match_status", "note", "outcome"):

@@ -23,8 +23,9 @@ Defaults
 - settlements: cleared_date the transaction's calendar day, settled_amount its
   amount, credit_status ``credited`` with credited_at the next calendar day
   09:00 (empty unless credited).
-- terminal_events: the only listed terminal (else ``TERM0001``), event ``timeout``; complaints: ``C0001``…, kind
-  ``unsettled``; interventions: ``X0001``…, kind ``other``.
+- terminal_events: the only listed terminal (else ``TERM0001``), event
+  ``timeout``; complaints: ``C0001``…, kind ``unsettled``; interventions:
+  ``X0001``…, kind ``other``.
 
 Times are strings such as ``"2026-03-10 10:00"`` read as Asia/Shanghai (or any
 value :func:`pandas.to_datetime` accepts; aware values are converted).
@@ -201,9 +202,7 @@ def _derive_settlements(rows: list[dict], transactions: pd.DataFrame) -> None:
             )
 
 
-def _add_missing(
-    rows: list[dict], key: str, wanted: Sequence[str], make: callable
-) -> list[dict]:
+def _add_missing(rows: list[dict], key: str, wanted: Sequence[str], make: callable) -> list[dict]:
     """Append a default row for every id in ``wanted`` that ``rows`` does not hold."""
     have = {r[key] for r in rows}
     for value in dict.fromkeys(v for v in wanted if v is not None):
@@ -223,7 +222,7 @@ def make_dataset(
     interventions: Sequence[Mapping] | None = None,
     notes: tuple[str, ...] = (),
 ) -> Dataset:
-    """A typed :class:`~analysis.io.Dataset` from minimal rows (optional tables None when not given).
+    """A typed :class:`~analysis.io.Dataset` from minimal rows (optional tables None if not given).
 
     Parameters
     ----------

@@ -44,7 +44,11 @@ def one(ds, txn_id="T0001", as_of=AS_OF, **kw):
 def events(n, event, at, terminal="TERM0001", step_s=20):
     start = pd.Timestamp(at)
     return [
-        {"terminal_id": terminal, "event": event, "timestamp": start + pd.Timedelta(seconds=i * step_s)}
+        {
+            "terminal_id": terminal,
+            "event": event,
+            "timestamp": start + pd.Timedelta(seconds=i * step_s),
+        }
         for i in range(n)
     ]
 
@@ -64,7 +68,9 @@ def test_cause_table_lists_every_cause():
 
 def test_decline_codes():
     codes = sorted(DECLINE_CAUSES)
-    ds = make_dataset(transactions=[{"txn_id": c, "response_code": c} for c in codes], settlements=[])
+    ds = make_dataset(
+        transactions=[{"txn_id": c, "response_code": c} for c in codes], settlements=[]
+    )
     out = run(ds).set_index("txn_id")
     assert sorted(out.index) == codes
     for code in codes:
@@ -118,13 +124,21 @@ def test_purchase_91_96_is_system_fault(code):
 def burst_dataset(extra_txns=()):
     """91 declines on purchases of three terminals on three segments within 6 minutes."""
     terminals = [
-        {"terminal_id": f"K{i}", "merchant_id": f"M{i}", "network_segment": f"SEG-{i}"} for i in range(4)
+        {"terminal_id": f"K{i}", "merchant_id": f"M{i}", "network_segment": f"SEG-{i}"}
+        for i in range(4)
     ]
     txns = [
-        {"txn_id": f"P{i}", "terminal_id": f"K{i}", "response_code": "91", "timestamp": f"2026-03-10 10:0{2 * i}"}
+        {
+            "txn_id": f"P{i}",
+            "terminal_id": f"K{i}",
+            "response_code": "91",
+            "timestamp": f"2026-03-10 10:0{2 * i}",
+        }
         for i in range(3)
     ]
-    return make_dataset(terminals=terminals, transactions=txns + list(extra_txns), terminal_events=[])
+    return make_dataset(
+        terminals=terminals, transactions=txns + list(extra_txns), terminal_events=[]
+    )
 
 
 def test_burst_across_segments_names_the_count():
@@ -136,8 +150,14 @@ def test_burst_across_segments_names_the_count():
 
 def test_transfer_91_stays_with_the_receiving_bank_but_mentions_a_burst():
     # contract: 91 on a transfer is the receiving bank; the burst is shown for the analyst
-    transfer = {"txn_id": "X", "terminal_id": "K3", "txn_type": "transfer", "response_code": "91",
-                "timestamp": "2026-03-10 10:03", "payee_bank": "ICBC"}
+    transfer = {
+        "txn_id": "X",
+        "terminal_id": "K3",
+        "txn_type": "transfer",
+        "response_code": "91",
+        "timestamp": "2026-03-10 10:03",
+        "payee_bank": "ICBC",
+    }
     row = one(burst_dataset([transfer]), "X")
     assert row["cause"] == "COUNTERPARTY_BANK" and "3 network segments" in row["evidence"]
 
@@ -164,20 +184,31 @@ def test_68_on_a_healthy_line_is_system_fault():
     )
     row = one(ds)
     assert row["cause"] == "SYSTEM_FAULT"
-    assert "68" in row["evidence"] and "no link errors on terminal TERM0001 near it" in row["evidence"]
+    assert (
+        "68" in row["evidence"] and "no link errors on terminal TERM0001 near it" in row["evidence"]
+    )
 
 
 def test_68_with_only_the_segment_far_above_usual_is_system_fault_with_less_confidence():
     # the segment's usual day has 1 link error; on 03-10 another terminal has 20,
     # but the terminal that got the late answer logged none itself
-    terminals = [{"terminal_id": "K1", "merchant_id": "M1", "network_segment": "CT-PD-0231"},
-                 {"terminal_id": "K2", "merchant_id": "M2", "network_segment": "CT-PD-0231"}]
+    terminals = [
+        {"terminal_id": "K1", "merchant_id": "M1", "network_segment": "CT-PD-0231"},
+        {"terminal_id": "K2", "merchant_id": "M2", "network_segment": "CT-PD-0231"},
+    ]
     ev = [e for d in range(1, 10) for e in events(1, "timeout", f"2026-03-0{d} 12:00", "K2")]
     ev += events(20, "connection_reset", "2026-03-10 17:55", "K2")
     ds = make_dataset(
         terminals=terminals,
-        transactions=[{"txn_id": "A", "terminal_id": "K1", "response_code": "68", "timestamp": "2026-03-10 18:00"},
-                      {"txn_id": "B", "terminal_id": "K1", "timestamp": "2026-03-01 10:00"}],
+        transactions=[
+            {
+                "txn_id": "A",
+                "terminal_id": "K1",
+                "response_code": "68",
+                "timestamp": "2026-03-10 18:00",
+            },
+            {"txn_id": "B", "terminal_id": "K1", "timestamp": "2026-03-01 10:00"},
+        ],
         settlements=[{"txn_id": "B"}],
         terminal_events=ev,
     )
@@ -188,12 +219,21 @@ def test_68_with_only_the_segment_far_above_usual_is_system_fault_with_less_conf
 
 
 def test_reversal_98_with_only_segment_errors_is_network():
-    terminals = [{"terminal_id": "K1", "merchant_id": "M1", "network_segment": "S"},
-                 {"terminal_id": "K2", "merchant_id": "M2", "network_segment": "S"}]
+    terminals = [
+        {"terminal_id": "K1", "merchant_id": "M1", "network_segment": "S"},
+        {"terminal_id": "K2", "merchant_id": "M2", "network_segment": "S"},
+    ]
     ds = make_dataset(
         terminals=terminals,
-        transactions=[{"terminal_id": "K1", "response_code": "", "reversal": "sent", "reversal_reason": "98",
-                       "timestamp": "2026-03-10 18:00"}],
+        transactions=[
+            {
+                "terminal_id": "K1",
+                "response_code": "",
+                "reversal": "sent",
+                "reversal_reason": "98",
+                "timestamp": "2026-03-10 18:00",
+            }
+        ],
         terminal_events=events(6, "timeout", "2026-03-10 17:58", "K2"),
     )
     row = one(ds)
@@ -219,7 +259,10 @@ def test_corrupted_response_amid_link_errors_is_network(code):
 
 
 def test_repeated_a0_on_a_quiet_line_points_to_the_mac_key():
-    txns = [{"txn_id": f"A{i}", "response_code": "A0", "timestamp": f"2026-03-1{i} 10:00"} for i in range(4)]
+    txns = [
+        {"txn_id": f"A{i}", "response_code": "A0", "timestamp": f"2026-03-1{i} 10:00"}
+        for i in range(4)
+    ]
     row = one(make_dataset(transactions=txns, terminal_events=[]), "A2")
     assert row["cause"] == "NETWORK_COMMUNICATION" and row["confidence"] <= 0.5
     assert "MAC key may be out of step" in row["evidence"] and "4 times" in row["evidence"]
@@ -231,8 +274,14 @@ def test_repeated_a0_on_a_quiet_line_points_to_the_mac_key():
 @pytest.mark.parametrize("reason", ["98", "A0"])
 def test_failed_reversal_amid_mac_errors_is_network(reason):
     ds = make_dataset(
-        transactions=[{"response_code": "", "reversal": "failed", "reversal_reason": reason,
-                       "timestamp": "2026-03-10 10:00"}],
+        transactions=[
+            {
+                "response_code": "",
+                "reversal": "failed",
+                "reversal_reason": reason,
+                "timestamp": "2026-03-10 10:00",
+            }
+        ],
         terminal_events=events(11, "mac_error", "2026-03-10 09:52"),
     )
     row = one(ds)
@@ -243,8 +292,10 @@ def test_failed_reversal_amid_mac_errors_is_network(reason):
 
 
 def test_reversal_98_without_link_evidence_has_lower_confidence():
-    ds = make_dataset(transactions=[{"response_code": "", "reversal": "sent", "reversal_reason": "98"}],
-                      terminal_events=[])
+    ds = make_dataset(
+        transactions=[{"response_code": "", "reversal": "sent", "reversal_reason": "98"}],
+        terminal_events=[],
+    )
     row = one(ds)
     assert row["cause"] == "NETWORK_COMMUNICATION" and row["confidence"] < 0.8
 
@@ -257,13 +308,23 @@ def test_no_response_without_reversal_is_a_network_incident():
 
 
 def test_reversal_96_with_reboots_is_a_terminal_fault():
-    terminals = [{"terminal_id": f"K{i}", "merchant_id": f"M{i}", "firmware": "2.0" if i < 3 else "1.0"}
-                 for i in range(6)]
+    terminals = [
+        {"terminal_id": f"K{i}", "merchant_id": f"M{i}", "firmware": "2.0" if i < 3 else "1.0"}
+        for i in range(6)
+    ]
     ev = [e for i in range(3) for e in events(2, "reboot", "2026-03-10 09:00", f"K{i}")]
     ds = make_dataset(
         terminals=terminals,
-        transactions=[{"txn_id": "R", "terminal_id": "K0", "response_code": "00", "reversal": "sent",
-                       "reversal_reason": "96", "timestamp": "2026-03-10 11:00"}],
+        transactions=[
+            {
+                "txn_id": "R",
+                "terminal_id": "K0",
+                "response_code": "00",
+                "reversal": "sent",
+                "reversal_reason": "96",
+                "timestamp": "2026-03-10 11:00",
+            }
+        ],
         terminal_events=ev,
     )
     row = one(ds, "R")
@@ -273,21 +334,27 @@ def test_reversal_96_with_reboots_is_a_terminal_fault():
 
 
 def test_reversal_96_alone_is_system_fault_with_less_confidence():
-    ds = make_dataset(transactions=[{"reversal": "failed", "reversal_reason": "96"}], terminal_events=[])
+    ds = make_dataset(
+        transactions=[{"reversal": "failed", "reversal_reason": "96"}], terminal_events=[]
+    )
     row = one(ds)
     assert row["cause"] == "SYSTEM_FAULT" and 0.5 <= row["confidence"] < 0.8
 
 
 def test_reversal_06_without_evidence_is_unknown():
-    ds = make_dataset(transactions=[{"response_code": "", "reversal": "sent", "reversal_reason": "06"}],
-                      terminal_events=[])
+    ds = make_dataset(
+        transactions=[{"response_code": "", "reversal": "sent", "reversal_reason": "06"}],
+        terminal_events=[],
+    )
     row = one(ds)
     assert row["cause"] == "UNKNOWN" and "reversal 06" in row["evidence"]
 
 
 def test_reversal_06_amid_link_errors_is_network():
-    ds = make_dataset(transactions=[{"response_code": "", "reversal": "sent", "reversal_reason": "06"}],
-                      terminal_events=events(3, "timeout", "2026-03-10 09:58"))
+    ds = make_dataset(
+        transactions=[{"response_code": "", "reversal": "sent", "reversal_reason": "06"}],
+        terminal_events=events(3, "timeout", "2026-03-10 09:58"),
+    )
     assert one(ds)["cause"] == "NETWORK_COMMUNICATION"
 
 
@@ -296,8 +363,10 @@ def test_reversal_06_amid_link_errors_is_network():
 
 @pytest.mark.parametrize("reason", ["account_frozen", "account_closed"])
 def test_frozen_or_closed_account(reason):
-    ds = make_dataset(transactions=[{}], settlements=[{"txn_id": "T0001", "credit_status": "returned",
-                                                       "return_reason": reason}])
+    ds = make_dataset(
+        transactions=[{}],
+        settlements=[{"txn_id": "T0001", "credit_status": "returned", "return_reason": reason}],
+    )
     row = one(ds)
     assert row["cause"] == "ACCOUNT_FROZEN_OR_CLOSED" and reason in row["evidence"]
 
@@ -305,7 +374,9 @@ def test_frozen_or_closed_account(reason):
 def test_returned_bank_unavailable_on_a_transfer_names_the_bank():
     ds = make_dataset(
         transactions=[{"txn_type": "transfer", "payee_bank": "中国银行"}],
-        settlements=[{"txn_id": "T0001", "credit_status": "returned", "return_reason": "bank_unavailable"}],
+        settlements=[
+            {"txn_id": "T0001", "credit_status": "returned", "return_reason": "bank_unavailable"}
+        ],
     )
     row = one(ds)
     assert row["cause"] == "COUNTERPARTY_BANK" and "中国银行" in row["next_step"]
@@ -313,16 +384,34 @@ def test_returned_bank_unavailable_on_a_transfer_names_the_bank():
 
 def returns_dataset(n_returned, n_credited, transfer_returned=False):
     """One merchant: ``n_returned`` purchases returned invalid_account, ``n_credited`` credited."""
-    txns = [{"txn_id": f"R{i}", "amount": 128.5, "timestamp": f"2026-03-{5 + i:02d} 10:00"} for i in range(n_returned)]
-    txns += [{"txn_id": f"C{i}", "timestamp": f"2026-03-{5 + i:02d} 11:00"} for i in range(n_credited)]
-    settle = [{"txn_id": f"R{i}", "credit_status": "returned", "return_reason": "invalid_account"}
-              for i in range(n_returned)]
+    txns = [
+        {"txn_id": f"R{i}", "amount": 128.5, "timestamp": f"2026-03-{5 + i:02d} 10:00"}
+        for i in range(n_returned)
+    ]
+    txns += [
+        {"txn_id": f"C{i}", "timestamp": f"2026-03-{5 + i:02d} 11:00"} for i in range(n_credited)
+    ]
+    settle = [
+        {"txn_id": f"R{i}", "credit_status": "returned", "return_reason": "invalid_account"}
+        for i in range(n_returned)
+    ]
     settle += [{"txn_id": f"C{i}"} for i in range(n_credited)]
     if transfer_returned:
-        txns.append({"txn_id": "X", "txn_type": "transfer", "amount": 500.0, "timestamp": "2026-03-06 15:00",
-                     "payee_bank": "ICBC"})
-        settle.append({"txn_id": "X", "credit_status": "returned", "return_reason": "invalid_account"})
-    return make_dataset(merchants=[{"merchant_id": "898310000123"}], transactions=txns, settlements=settle)
+        txns.append(
+            {
+                "txn_id": "X",
+                "txn_type": "transfer",
+                "amount": 500.0,
+                "timestamp": "2026-03-06 15:00",
+                "payee_bank": "ICBC",
+            }
+        )
+        settle.append(
+            {"txn_id": "X", "credit_status": "returned", "return_reason": "invalid_account"}
+        )
+    return make_dataset(
+        merchants=[{"merchant_id": "898310000123"}], transactions=txns, settlements=settle
+    )
 
 
 def test_all_credits_of_a_merchant_returned_is_merchant_config():
@@ -346,8 +435,14 @@ def test_returned_transfer_is_operator_error_even_when_purchase_credits_bounce()
 
 
 def test_all_transfers_of_a_merchant_returned_is_merchant_config():
-    txns = [{"txn_id": f"X{i}", "txn_type": "transfer", "timestamp": f"2026-03-0{2 + i} 10:00"} for i in range(4)]
-    settle = [{"txn_id": t["txn_id"], "credit_status": "returned", "return_reason": "name_mismatch"} for t in txns]
+    txns = [
+        {"txn_id": f"X{i}", "txn_type": "transfer", "timestamp": f"2026-03-0{2 + i} 10:00"}
+        for i in range(4)
+    ]
+    settle = [
+        {"txn_id": t["txn_id"], "credit_status": "returned", "return_reason": "name_mismatch"}
+        for t in txns
+    ]
     row = one(make_dataset(transactions=txns, settlements=settle), "X3")
     assert row["cause"] == "MERCHANT_CONFIG"
     assert "4 of 4 transfer credits of merchant M0001 returned" in row["evidence"]
@@ -362,14 +457,18 @@ def test_single_returned_purchase_is_merchant_config_with_less_confidence():
 
 
 def test_credited_late_is_system_fault():
-    ds = make_dataset(transactions=[{}], settlements=[{"txn_id": "T0001", "credited_at": "2026-03-17 09:00"}])
+    ds = make_dataset(
+        transactions=[{}], settlements=[{"txn_id": "T0001", "credited_at": "2026-03-17 09:00"}]
+    )
     row = one(ds)
     assert row["outcome"] == "credited_late" and row["cause"] == "SYSTEM_FAULT"
     assert "2026-03-17" in row["evidence"] and "2026-03-13" in row["evidence"]
 
 
 def test_credit_overdue_is_system_fault_and_asks_the_acquirer():
-    ds = make_dataset(transactions=[{}], settlements=[{"txn_id": "T0001", "credit_status": "pending"}])
+    ds = make_dataset(
+        transactions=[{}], settlements=[{"txn_id": "T0001", "credit_status": "pending"}]
+    )
     row = one(ds)
     assert row["outcome"] == "credit_overdue" and row["cause"] == "SYSTEM_FAULT"
     assert row["next_step"].startswith("Contact the acquirer")
@@ -385,8 +484,10 @@ def test_credit_overdue_is_system_fault_and_asks_the_acquirer():
     ],
 )
 def test_in_cycle_waits_until_the_right_business_day(when, as_of, wait_until):
-    ds = make_dataset(transactions=[{"timestamp": when}],
-                      settlements=[{"txn_id": "T0001", "credit_status": "pending"}])
+    ds = make_dataset(
+        transactions=[{"timestamp": when}],
+        settlements=[{"txn_id": "T0001", "credit_status": "pending"}],
+    )
     row = one(ds, as_of=as_of)
     assert row["cause"] == "PROCESSING_DELAY"
     assert str(row["wait_until"].date()) == wait_until
@@ -429,7 +530,10 @@ def test_failed_upload_on_a_healthy_line_is_weak_network():
 def never_clears_dataset():
     """Merchant M2's terminal never uploads on a healthy line; M1 next door is fine."""
     days = [f"2026-03-{d:02d}" for d in range(2, 7)]
-    terminals = [{"terminal_id": "K1", "merchant_id": "M1"}, {"terminal_id": "K2", "merchant_id": "M2"}]
+    terminals = [
+        {"terminal_id": "K1", "merchant_id": "M1"},
+        {"terminal_id": "K2", "merchant_id": "M2"},
+    ]
     txns = [{"txn_id": f"A{d[-1]}", "terminal_id": "K1", "timestamp": f"{d} 10:00"} for d in days]
     txns += [{"txn_id": f"B{d[-1]}", "terminal_id": "K2", "timestamp": f"{d} 11:00"} for d in days]
     ev = [e for d in days for e in events(1, "batch_upload_ok", f"{d} 23:00", "K1")]
@@ -458,7 +562,10 @@ def test_not_cleared_without_terminal_events_is_degraded():
     ds = type(ds)(**{**ds.__dict__, "terminal_events": None})
     row = one(ds, "B4")
     assert row["cause"] == "UNKNOWN" and row["confidence"] <= 0.3
-    assert "no terminal_events table: cannot tell a failed upload from a set-up problem" in row["evidence"]
+    assert (
+        "no terminal_events table: cannot tell a failed upload from a set-up problem"
+        in row["evidence"]
+    )
     assert "terminal_events" in row["next_step"]
 
 
@@ -488,7 +595,12 @@ def test_exactly_one_row_per_incident_and_none_for_non_incidents():
             {"txn_id": "DECLINED", "response_code": "51"},
             {"txn_id": "LATE"},
             {"txn_id": "WAIT", "timestamp": "2026-03-19 10:00"},
-            {"txn_id": "LOST_LINK", "response_code": "", "reversal": "failed", "reversal_reason": "98"},
+            {
+                "txn_id": "LOST_LINK",
+                "response_code": "",
+                "reversal": "failed",
+                "reversal_reason": "98",
+            },
         ],
         settlements=[
             {"txn_id": "ON_TIME", "credited_at": "2026-03-11 09:00"},
@@ -499,7 +611,9 @@ def test_exactly_one_row_per_incident_and_none_for_non_incidents():
     out = run(ds)
     assert sorted(out["txn_id"]) == ["DECLINED", "LATE", "LOST_LINK", "WAIT"]
     rec = reconcile(ds.transactions, ds.settlements, ds.merchants, as_of=AS_OF)
-    expected = rec["txn_type"].isin(["purchase", "transfer"]) & rec["outcome"].isin(INCIDENT_OUTCOMES)
+    expected = rec["txn_type"].isin(["purchase", "transfer"]) & rec["outcome"].isin(
+        INCIDENT_OUTCOMES
+    )
     assert len(out) == int(expected.sum())
     assert out["txn_id"].tolist() == rec.loc[expected, "txn_id"].tolist()  # transaction order
 
@@ -519,22 +633,33 @@ def test_every_rule_cause_is_in_the_taxonomy():
 
 
 def test_count_near_is_per_key_and_inclusive():
-    q = count_near(pd.Series(["a", "a", "b", None]), np.array([100, 1000, 100, 100]),
-                   pd.Series(["a", "a", "b", "a"]), np.array([40, 160, 161, 100]), 60)
+    q = count_near(
+        pd.Series(["a", "a", "b", None]),
+        np.array([100, 1000, 100, 100]),
+        pd.Series(["a", "a", "b", "a"]),
+        np.array([40, 160, 161, 100]),
+        60,
+    )
     assert q.tolist() == [3, 0, 0, 0]
 
 
 def test_distinct_near_counts_labels_once():
-    out = distinct_near(np.array([0, 1000]), np.array([-5, 5, 10, 990]), pd.Series(["x", "x", "y", "z"]), 30)
+    out = distinct_near(
+        np.array([0, 1000]), np.array([-5, 5, 10, 990]), pd.Series(["x", "x", "y", "z"]), 30
+    )
     assert out.tolist() == [2, 1]
 
 
 def test_segment_usual_is_the_median_day_with_zero_days():
-    ev = pd.DataFrame({
-        "network_segment": ["S"] * 6,
-        "event": ["timeout"] * 6,
-        "day": pd.to_datetime(["2026-03-01", "2026-03-02", "2026-03-05", "2026-03-05", "2026-03-05", "2026-03-05"]),
-    })
+    ev = pd.DataFrame(
+        {
+            "network_segment": ["S"] * 6,
+            "event": ["timeout"] * 6,
+            "day": pd.to_datetime(
+                ["2026-03-01", "2026-03-02", "2026-03-05", "2026-03-05", "2026-03-05", "2026-03-05"]
+            ),
+        }
+    )
     daily = daily_event_counts(ev, "network_segment")
     span = pd.date_range("2026-03-01", "2026-03-05")
     rates = segment_day_rates(daily, span)

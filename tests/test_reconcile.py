@@ -78,7 +78,9 @@ def test_failed_reversal_wins_over_an_approval_code():
 
 
 def test_approved_then_reversed_is_reversed():
-    ds = make_dataset(transactions=[{"response_code": "00", "reversal": "sent", "reversal_reason": "A0"}])
+    ds = make_dataset(
+        transactions=[{"response_code": "00", "reversal": "sent", "reversal_reason": "A0"}]
+    )
     assert outcome_of(ds) == "reversed"
 
 
@@ -115,7 +117,8 @@ def test_declined_void_does_not_cancel_and_is_declined():
 # --- cycles across the 2026 Spring Festival ------------------------------------------
 def holiday_dataset(credited_at):
     merchants = [
-        {"merchant_id": m, "settlement_cycle": c} for m, c in (("MT1", "T1"), ("MD1", "D1"), ("MD0", "D0"))
+        {"merchant_id": m, "settlement_cycle": c}
+        for m, c in (("MT1", "T1"), ("MD1", "D1"), ("MD0", "D0"))
     ]
     txns = [
         {"txn_id": m, "merchant_id": m, "terminal_id": f"TERM-{m}", "timestamp": "2026-02-13 15:00"}
@@ -123,7 +126,9 @@ def holiday_dataset(credited_at):
     ]
     terminals = [{"terminal_id": f"TERM-{m}", "merchant_id": m} for m in ("MT1", "MD1", "MD0")]
     settlements = [{"txn_id": m, "credited_at": credited_at} for m in ("MT1", "MD1", "MD0")]
-    return make_dataset(merchants=merchants, terminals=terminals, transactions=txns, settlements=settlements)
+    return make_dataset(
+        merchants=merchants, terminals=terminals, transactions=txns, settlements=settlements
+    )
 
 
 def test_due_dates_and_deadlines_across_spring_festival():
@@ -159,7 +164,9 @@ def test_business_date_is_shanghai_day():
 
 
 def test_without_settlements_clearing_is_unknown():
-    ds = make_dataset(transactions=[{"txn_id": "A"}, {"txn_id": "B", "timestamp": "2026-03-19 10:00"}])
+    ds = make_dataset(
+        transactions=[{"txn_id": "A"}, {"txn_id": "B", "timestamp": "2026-03-19 10:00"}]
+    )
     r = run(ds)
     assert r.attrs["settlements_known"] is False
     assert not r["clearing_known"].any()
@@ -183,9 +190,13 @@ def test_same_order_and_index():
 def test_nanosecond_units_give_the_same_result():
     ds = make_dataset(**CASES["credited_late"])
     txns = ds.transactions.assign(timestamp=ds.transactions["timestamp"].dt.as_unit("ns"))
-    st_ = ds.settlements.assign(credited_at=ds.settlements["credited_at"].dt.as_unit("ns"),
-                                cleared_date=ds.settlements["cleared_date"].dt.as_unit("ns"))
-    assert reconcile(txns, st_, ds.merchants, as_of="2026-03-20")["outcome"].iloc[0] == "credited_late"
+    st_ = ds.settlements.assign(
+        credited_at=ds.settlements["credited_at"].dt.as_unit("ns"),
+        cleared_date=ds.settlements["cleared_date"].dt.as_unit("ns"),
+    )
+    assert (
+        reconcile(txns, st_, ds.merchants, as_of="2026-03-20")["outcome"].iloc[0] == "credited_late"
+    )
 
 
 def test_default_as_of_takes_the_latest_of_three_tables():

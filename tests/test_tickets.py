@@ -17,8 +17,12 @@ AS_OF = "2026-03-20 12:00"
 def cheap_incidents(ds):
     """Incidents with their outcome and a stand-in cause, without running the classifier."""
     rec = reconcile(ds.transactions, ds.settlements, ds.merchants, as_of=AS_OF)
-    inc = rec[rec["outcome"].isin(INCIDENT_OUTCOMES) & rec["txn_type"].isin(["purchase", "transfer"])]
-    return inc[["txn_id", "outcome"]].assign(cause="SYSTEM_FAULT", next_step="Check with the acquirer.")
+    inc = rec[
+        rec["outcome"].isin(INCIDENT_OUTCOMES) & rec["txn_type"].isin(["purchase", "transfer"])
+    ]
+    return inc[["txn_id", "outcome"]].assign(
+        cause="SYSTEM_FAULT", next_step="Check with the acquirer."
+    )
 
 
 def match(ds, classifier=cheap_incidents, **kw):
@@ -40,7 +44,10 @@ def classify_at_as_of(ds):
 def shop(transactions, complaints, settlements=()):
     return make_dataset(
         merchants=[{"merchant_id": "M1"}, {"merchant_id": "M2"}],
-        terminals=[{"terminal_id": "K1", "merchant_id": "M1"}, {"terminal_id": "K2", "merchant_id": "M2"}],
+        terminals=[
+            {"terminal_id": "K1", "merchant_id": "M1"},
+            {"terminal_id": "K2", "merchant_id": "M2"},
+        ],
         transactions=[{"terminal_id": "K1", **t} for t in transactions],
         settlements=list(settlements),
         complaints=[{"merchant_id": "M1", **c} for c in complaints],
@@ -50,8 +57,15 @@ def shop(transactions, complaints, settlements=()):
 
 def test_exact_amount_and_time():
     ds = shop(
-        [{"txn_id": "A", "amount": 128.5, "response_code": "51", "timestamp": "2026-03-10 10:00"},
-         {"txn_id": "B", "amount": 35.0, "response_code": "51", "timestamp": "2026-03-10 10:02"}],
+        [
+            {
+                "txn_id": "A",
+                "amount": 128.5,
+                "response_code": "51",
+                "timestamp": "2026-03-10 10:00",
+            },
+            {"txn_id": "B", "amount": 35.0, "response_code": "51", "timestamp": "2026-03-10 10:02"},
+        ],
         [{"ticket_id": "C1", "amount": 128.5, "txn_time": "2026-03-10 10:05"}],
     )
     out, _ = match(ds)
@@ -60,7 +74,9 @@ def test_exact_amount_and_time():
     assert row["match_score"] >= 0.9 and "amount exact" in row["note"]
 
 
-@pytest.mark.parametrize(("stated", "found"), [(129.0, "A"), (128.0, "A"), (130.0, "A"), (150.0, None)])
+@pytest.mark.parametrize(
+    ("stated", "found"), [(129.0, "A"), (128.0, "A"), (130.0, "A"), (150.0, None)]
+)
 def test_rounded_amounts(stated, found):
     ds = shop(
         [{"txn_id": "A", "amount": 128.5, "response_code": "05", "timestamp": "2026-03-10 10:00"}],
@@ -77,8 +93,22 @@ def test_exact_amount_is_likelier_than_rounded():
 
 def test_rounded_amount_near_the_stated_time_beats_an_exact_one_far_from_it():
     ds = shop(
-        [{"txn_id": "FAR", "amount": 20.0, "response_code": "", "reversal": "failed", "timestamp": "2026-03-10 09:10"},
-         {"txn_id": "NEAR", "amount": 24.47, "response_code": "", "reversal": "failed", "timestamp": "2026-03-10 10:02"}],
+        [
+            {
+                "txn_id": "FAR",
+                "amount": 20.0,
+                "response_code": "",
+                "reversal": "failed",
+                "timestamp": "2026-03-10 09:10",
+            },
+            {
+                "txn_id": "NEAR",
+                "amount": 24.47,
+                "response_code": "",
+                "reversal": "failed",
+                "timestamp": "2026-03-10 10:02",
+            },
+        ],
         [{"ticket_id": "C1", "amount": 20.0, "txn_time": "2026-03-10 10:00"}],
     )
     row = match(ds)[0].loc["C1"]
@@ -88,10 +118,23 @@ def test_rounded_amount_near_the_stated_time_beats_an_exact_one_far_from_it():
 
 def test_without_txn_time_looks_before_the_ticket_and_prefers_incidents():
     ds = shop(
-        [{"txn_id": "OK", "amount": 100.0, "timestamp": "2026-03-09 12:00"},
-         {"txn_id": "LOST", "amount": 100.0, "timestamp": "2026-03-09 15:00",
-          "response_code": "", "reversal": "failed", "reversal_reason": "98"},
-         {"txn_id": "AFTER", "amount": 100.0, "response_code": "51", "timestamp": "2026-03-12 10:00"}],
+        [
+            {"txn_id": "OK", "amount": 100.0, "timestamp": "2026-03-09 12:00"},
+            {
+                "txn_id": "LOST",
+                "amount": 100.0,
+                "timestamp": "2026-03-09 15:00",
+                "response_code": "",
+                "reversal": "failed",
+                "reversal_reason": "98",
+            },
+            {
+                "txn_id": "AFTER",
+                "amount": 100.0,
+                "response_code": "51",
+                "timestamp": "2026-03-12 10:00",
+            },
+        ],
         [{"ticket_id": "C1", "amount": 100.0, "opened_at": "2026-03-11 09:00"}],
         settlements=[{"txn_id": "OK"}],
     )
@@ -103,8 +146,20 @@ def test_without_txn_time_looks_before_the_ticket_and_prefers_incidents():
 
 def test_nearly_tied_pair_is_ambiguous():
     ds = shop(
-        [{"txn_id": "X1", "amount": 100.0, "response_code": "91", "timestamp": "2026-03-10 10:00"},
-         {"txn_id": "X2", "amount": 100.0, "response_code": "91", "timestamp": "2026-03-10 10:02"}],
+        [
+            {
+                "txn_id": "X1",
+                "amount": 100.0,
+                "response_code": "91",
+                "timestamp": "2026-03-10 10:00",
+            },
+            {
+                "txn_id": "X2",
+                "amount": 100.0,
+                "response_code": "91",
+                "timestamp": "2026-03-10 10:02",
+            },
+        ],
         [{"ticket_id": "C1", "amount": 100.0, "txn_time": "2026-03-10 10:01"}],
     )
     row = match(ds)[0].loc["C1"]
@@ -115,10 +170,19 @@ def test_nearly_tied_pair_is_ambiguous():
 
 def test_unmatched_never_forces_a_match():
     ds = shop(
-        [{"txn_id": "A", "amount": 88.0, "response_code": "51", "timestamp": "2026-03-10 10:00"},
-         {"txn_id": "B", "amount": 300.0, "response_code": "51", "timestamp": "2026-03-10 16:00"}],
-        [{"ticket_id": "C1", "amount": 300.0, "txn_time": "2026-03-10 10:00"},
-         {"ticket_id": "C2", "amount": 88.0, "merchant_id": "M2"}],
+        [
+            {"txn_id": "A", "amount": 88.0, "response_code": "51", "timestamp": "2026-03-10 10:00"},
+            {
+                "txn_id": "B",
+                "amount": 300.0,
+                "response_code": "51",
+                "timestamp": "2026-03-10 16:00",
+            },
+        ],
+        [
+            {"ticket_id": "C1", "amount": 300.0, "txn_time": "2026-03-10 10:00"},
+            {"ticket_id": "C2", "amount": 88.0, "merchant_id": "M2"},
+        ],
     )
     out, _ = match(ds)
     assert out["match_status"].tolist() == ["unmatched", "unmatched"]
@@ -128,11 +192,36 @@ def test_unmatched_never_forces_a_match():
 
 def test_kind_decides_purchase_or_transfer():
     ds = shop(
-        [{"txn_id": "P", "amount": 500.0, "response_code": "51", "timestamp": "2026-03-10 10:00"},
-         {"txn_id": "T", "txn_type": "transfer", "amount": 500.0, "response_code": "92",
-          "payee_bank": "ICBC", "timestamp": "2026-03-10 10:00"}],
-        [{"ticket_id": "SWIPE", "kind": "unsettled", "amount": 500.0, "txn_time": "2026-03-10 10:00"},
-         {"ticket_id": "XFER", "kind": "transfer_failed", "amount": 500.0, "txn_time": "2026-03-10 10:00"}],
+        [
+            {
+                "txn_id": "P",
+                "amount": 500.0,
+                "response_code": "51",
+                "timestamp": "2026-03-10 10:00",
+            },
+            {
+                "txn_id": "T",
+                "txn_type": "transfer",
+                "amount": 500.0,
+                "response_code": "92",
+                "payee_bank": "ICBC",
+                "timestamp": "2026-03-10 10:00",
+            },
+        ],
+        [
+            {
+                "ticket_id": "SWIPE",
+                "kind": "unsettled",
+                "amount": 500.0,
+                "txn_time": "2026-03-10 10:00",
+            },
+            {
+                "ticket_id": "XFER",
+                "kind": "transfer_failed",
+                "amount": 500.0,
+                "txn_time": "2026-03-10 10:00",
+            },
+        ],
     )
     out, _ = match(ds, classify_at_as_of)
     assert out.loc["SWIPE", "txn_id"] == "P" and out.loc["XFER", "txn_id"] == "T"
@@ -167,10 +256,24 @@ def test_match_to_a_credited_transaction_says_the_money_arrived():
 
 def test_a_transaction_goes_to_the_ticket_that_describes_it_best():
     ds = shop(
-        [{"txn_id": "A", "amount": 100.0, "response_code": "96", "timestamp": "2026-03-10 10:00"},
-         {"txn_id": "B", "amount": 100.0, "response_code": "96", "timestamp": "2026-03-10 10:50"}],
-        [{"ticket_id": "EXACT", "amount": 100.0, "txn_time": "2026-03-10 10:00"},
-         {"ticket_id": "VAGUE", "amount": 100.0, "txn_time": "2026-03-10 10:15"}],
+        [
+            {
+                "txn_id": "A",
+                "amount": 100.0,
+                "response_code": "96",
+                "timestamp": "2026-03-10 10:00",
+            },
+            {
+                "txn_id": "B",
+                "amount": 100.0,
+                "response_code": "96",
+                "timestamp": "2026-03-10 10:50",
+            },
+        ],
+        [
+            {"ticket_id": "EXACT", "amount": 100.0, "txn_time": "2026-03-10 10:00"},
+            {"ticket_id": "VAGUE", "amount": 100.0, "txn_time": "2026-03-10 10:15"},
+        ],
     )
     out, _ = match(ds)
     assert out.loc["EXACT", "txn_id"] == "A"
@@ -180,8 +283,15 @@ def test_a_transaction_goes_to_the_ticket_that_describes_it_best():
 def test_two_tickets_clearly_about_the_same_transaction_both_match():
     ds = shop(
         [{"txn_id": "A", "amount": 100.0, "response_code": "96", "timestamp": "2026-03-10 10:00"}],
-        [{"ticket_id": "FIRST", "amount": 100.0, "txn_time": "2026-03-10 10:00"},
-         {"ticket_id": "AGAIN", "amount": 100.0, "txn_time": "2026-03-10 10:03", "opened_at": "2026-03-13 09:00"}],
+        [
+            {"ticket_id": "FIRST", "amount": 100.0, "txn_time": "2026-03-10 10:00"},
+            {
+                "ticket_id": "AGAIN",
+                "amount": 100.0,
+                "txn_time": "2026-03-10 10:03",
+                "opened_at": "2026-03-13 09:00",
+            },
+        ],
     )
     out, _ = match(ds)
     assert out["txn_id"].tolist() == ["A", "A"] and (out["match_status"] == "matched").all()
@@ -190,12 +300,17 @@ def test_two_tickets_clearly_about_the_same_transaction_both_match():
 def test_a_ticket_whose_only_candidate_is_taken_is_unmatched():
     ds = shop(
         [{"txn_id": "A", "amount": 96.0, "response_code": "96", "timestamp": "2026-03-10 10:00"}],
-        [{"ticket_id": "EXACT", "amount": 96.0, "txn_time": "2026-03-10 10:00"},
-         {"ticket_id": "ROUGH", "amount": 100.0, "txn_time": "2026-03-10 10:45"}],
+        [
+            {"ticket_id": "EXACT", "amount": 96.0, "txn_time": "2026-03-10 10:00"},
+            {"ticket_id": "ROUGH", "amount": 100.0, "txn_time": "2026-03-10 10:45"},
+        ],
     )
     out, _ = match(ds)
     assert out.loc["EXACT", "txn_id"] == "A"
-    assert out.loc["ROUGH", "match_status"] == "unmatched" and "matched by EXACT" in out.loc["ROUGH", "note"]
+    assert (
+        out.loc["ROUGH", "match_status"] == "unmatched"
+        and "matched by EXACT" in out.loc["ROUGH", "note"]
+    )
 
 
 def test_no_complaints_gives_an_empty_frame():
