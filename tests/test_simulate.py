@@ -339,6 +339,9 @@ def test_truth_outcomes_agree_with_reconcile(sink):
 
 
 def test_truth_covers_every_cause(sink):
+    from analysis.simulate.truth import INCIDENT_COLUMNS
+
+    assert tuple(sink.truth.incidents.columns) == INCIDENT_COLUMNS
     counts = sink.truth.cause_counts()
     assert list(counts.index) == list(CAUSES)
     assert (counts > 0).all(), counts[counts == 0]
@@ -492,6 +495,9 @@ def test_truth_causes_follow_the_mechanisms(sink):
 
 
 def test_fix_effects_by_common_random_numbers(sink):
+    from analysis.simulate.truth import FIX_EFFECT_FIELDS
+
+    assert all(tuple(e) == FIX_EFFECT_FIELDS for e in sink.truth.fix_effects)
     effects = {e["kind"]: e for e in sink.truth.fix_effects}
     assert set(effects) == {"network_upgrade", "message_validation", "firmware_update", "config_correction"}
     up = effects["network_upgrade"]

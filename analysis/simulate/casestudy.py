@@ -55,7 +55,7 @@ def case_study_config(seed: int = CASE_STUDY_SEED) -> CityConfig:
         ),
         complaint_share=0.3,
         district="浦东新区",
-        anchor_name="好邻居便利超市",
+        anchor_name="好邻居便利超市",  # the supermarket of the case (catalog.ANCHOR_NAME)
         case_segment_size=11,
     )
 

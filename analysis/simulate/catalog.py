@@ -187,7 +187,6 @@ CODES: tuple[str, ...] = (
     "59", "61", "62", "65", "68", "91", "92", "94", "96", "97", "A0",
 )
 CODE_INDEX: dict[str, int] = {c: i for i, c in enumerate(CODES)}
-NO_RESPONSE = -1
 
 #: Background decline rates per attempt: code -> (purchase, transfer). Fraud
 #: codes (41, 43, 59) are drawn separately with an amount-dependent rate.

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..contract import INTERVENTION_KINDS, SCOPE_TYPES, TIMEZONE
+from .catalog import ANCHOR_NAME, DISTRICTS
 
 _LOCAL_SECOND = "datetime64[s]"
 
@@ -370,14 +371,12 @@ class CityConfig:
     fixes: tuple = ()
     complaint_share: float = 0.3
     district: str = "浦东新区"
-    anchor_name: str = "好邻居便利超市"
+    anchor_name: str = ANCHOR_NAME
     case_segment_size: int = 11
     orphan_ticket_share: float = 0.03
     background: float = 1.0
 
     def __post_init__(self) -> None:
-        from .catalog import DISTRICTS
-
         if self.days < 1:
             raise ValueError(f"CityConfig.days must be at least 1, got {self.days}")
         if self.n_merchants < max(self.case_segment_size + 3, 8):
