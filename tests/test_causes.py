@@ -527,6 +527,36 @@ def test_failed_upload_on_a_healthy_line_is_weak_network():
     assert "no link errors on the terminal" in row["evidence"]
 
 
+def test_silent_terminal_amid_its_own_link_errors_is_network():
+    days = [f"2026-03-{d:02d}" for d in range(2, 10)]
+    txns = [{"txn_id": f"OK{d[-2:]}", "timestamp": f"{d} 10:00"} for d in days]
+    txns.append({"txn_id": "LOST", "timestamp": "2026-03-10 10:00"})
+    ev = [e for d in days for e in events(1, "batch_upload_ok", f"{d} 23:00")]
+    ev += events(5, "connection_reset", "2026-03-10 22:30", step_s=300)  # and no batch event
+    ds = make_dataset(
+        transactions=txns,
+        settlements=[{"txn_id": t["txn_id"]} for t in txns[:-1]],
+        terminal_events=ev,
+    )
+    row = one(ds, "LOST")
+    assert row["cause"] == "NETWORK_COMMUNICATION" and row["rule"] == "silent_terminal_link"
+    assert "no batch upload recorded" in row["evidence"] and "5 link errors" in row["evidence"]
+
+
+def test_late_credit_after_failed_uploads_amid_link_errors_is_network():
+    ds = make_dataset(
+        transactions=[{"timestamp": "2026-03-10 10:00"}],
+        settlements=[
+            {"txn_id": "T0001", "cleared_date": "2026-03-16", "credited_at": "2026-03-17 09:00"}
+        ],
+        terminal_events=events(2, "batch_upload_failed", "2026-03-10 23:00")
+        + events(4, "timeout", "2026-03-10 22:00"),
+    )
+    row = one(ds)
+    assert row["outcome"] == "credited_late" and row["cause"] == "NETWORK_COMMUNICATION"
+    assert "cleared late on 2026-03-16" in row["evidence"]
+
+
 def never_clears_dataset():
     """Merchant M2's terminal never uploads on a healthy line; M1 next door is fine."""
     days = [f"2026-03-{d:02d}" for d in range(2, 7)]
@@ -567,6 +597,14 @@ def test_not_cleared_without_terminal_events_is_degraded():
         in row["evidence"]
     )
     assert "terminal_events" in row["next_step"]
+
+
+def test_events_without_batch_logs_and_a_dark_terminal_is_merchant_config():
+    ds = never_clears_dataset()
+    ds = type(ds)(**{**ds.__dict__, "terminal_events": ds.terminal_events.iloc[:0]})
+    row = one(ds, "B4")
+    assert row["cause"] == "MERCHANT_CONFIG" and row["rule"] == "unlogged_uploads_dark"
+    assert "records no batch uploads" in row["evidence"]
 
 
 def test_without_settlements_past_cycle_is_unknown():
