@@ -1369,10 +1369,13 @@ def _display_columns(
         segment=f["network_segment"]
         .astype(object)
         .where(f["network_segment"].notna(), "of the terminal"),
-        clearing_state=np.where(
-            f["cleared_date"].notna(),
-            "cleared " + fmt(f["cleared_date"]) + ", credit pending",
-            "approved " + fmt(f["business_date"]) + ", not yet cleared",
+        clearing_state=np.select(
+            [f["cleared_date"].notna(), f["clearing_known"]],
+            [
+                "cleared " + fmt(f["cleared_date"]) + ", credit pending",
+                "approved " + fmt(f["business_date"]) + ", not yet cleared",
+            ],
+            "approved " + fmt(f["business_date"]),
         ),
         window_minutes=window_minutes,
         upload_days=th.upload_days,
