@@ -1075,6 +1075,7 @@ def iso_times(values: pd.Series) -> pd.Series:
                   / pd.Timedelta(minutes=1))
     offsets = offset_min.map({m: f"{'+' if m >= 0 else '-'}{int(abs(m)) // 60:02d}:"
                                  f"{int(abs(m)) % 60:02d}" for m in offset_min.dropna().unique()})
+    offsets = offsets.astype(STRING_DTYPE)  # all-missing maps to float otherwise
     text = wall.astype(STRING_DTYPE).str.replace(" ", "T", regex=False) + offsets
     return text.where(local.notna())
 

@@ -617,3 +617,12 @@ def test_every_row_is_used_or_rejected_exactly_once(tmp_path, specs):
     rej = rejected_of(ds, "transactions")
     assert sorted(rej["line"]) == sorted(invalid_lines)  # each invalid row once
     assert ds.transactions["txn_id"].tolist() == ["000101", "000102", "000103", *valid_ids]
+
+
+def test_csv_writer_handles_empty_and_all_missing_time_columns(tmp_path):
+    from analysis.io import iso_times
+
+    empty = pd.Series(pd.to_datetime([]).tz_localize("Asia/Shanghai"))
+    assert iso_times(empty).tolist() == []
+    missing = pd.Series(pd.to_datetime([None, None]).tz_localize("Asia/Shanghai"))
+    assert iso_times(missing).isna().all()
