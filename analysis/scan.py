@@ -1,0 +1,1557 @@
+"""Kulldorff's spatial and space-time scan statistics for shared POS faults.
+
+Which merchants *near each other* have more incident transactions than chance
+allows? The circular scan statistic answers with the most likely cluster, its
+log-likelihood ratio (LLR) and a Monte Carlo p-value that accounts for having
+looked at every circle.
+
+References
+----------
+.. [1] M. Kulldorff (1997). A spatial scan statistic. *Communications in
+   Statistics – Theory and Methods* 26:1481–1496.
+.. [2] M. Kulldorff, W. F. Athas, E. J. Feuer, B. A. Miller, C. R. Key (1998).
+   Evaluating cluster alarms: a space-time scan statistic and brain cancer in
+   Los Alamos, New Mexico. *American Journal of Public Health* 88:1377–1380.
+.. [3] M. Kulldorff (2001). Prospective time periodic geographical disease
+   surveillance using a scan statistic. *Journal of the Royal Statistical
+   Society A* 164:61–72.
+
+Conventions (``shared/SCAN.md``, chosen so results agree with SaTScan)
+-----------------------------------------------------------------------
+* Latitude/longitude become 3-D points on a sphere of radius 6367 km
+  (``x = R cos φ cos λ``, ``y = R cos φ sin λ``, ``z = R sin φ``). Neighbours of
+  a centre are ordered by chord distance; exact distance ties are broken the way
+  SaTScan breaks them, by the lesser x, then y, then z coordinate. The reported
+  radius is the great-circle distance from the centre to the farthest member.
+* Locations at identical coordinates always enter a window together: they are
+  merged into one *site* before scanning (a window is a set of sites; members
+  are reported per location).
+* Windows are the prefixes of every centre's ordered neighbour list, capped by a
+  share of the population at risk (inclusive: the list stops before the first
+  site that would exceed the cap) and optionally by a radius in km.
+* Only high-rate windows (rate inside > rate outside) with at least
+  ``min_cases`` cases count; the LLR of any other window is 0.
+* LLR formulas, expected counts and relative risk: :func:`llr_bernoulli`,
+  :func:`llr_poisson` (``0·ln 0 = 0``).
+* Null replicas keep the total number of cases C fixed: Bernoulli permutes the
+  C cases over the N individuals (multivariate hypergeometric per location, or
+  per location-day), Poisson distributes them multinomially by population.
+  ``p = rank / (replicas + 1)`` where a replica maximum ≥ the observed LLR
+  (minus a relative tolerance of 1e-9) counts against the cluster.
+* Secondary clusters: as in SaTScan, the best window of every centre is kept;
+  those are ranked by LLR and a window is reported when it shares no location
+  with a better reported one ("no geographical overlap"). Every cluster is
+  ranked against the same replica maxima.
+
+Space-time choices
+------------------
+Cylinders are a circular window (as above) times a contiguous interval of days
+between ``min_days`` and ``max_days`` long (default: half the study period);
+prospective scans only use intervals that end on the last day. The model is the
+space-time Poisson or Bernoulli scan conditioned on the total number of cases
+(not the space-time permutation model): the expected count of a cylinder is
+``C · population(cylinder) / population(all location-days)``, and null
+replicas distribute the C cases over location-days exactly as the purely
+spatial scan distributes them over locations. The spatial population cap uses
+each location's population summed over the study period; days without a row
+have no population and no cases. SaTScan's adjustment of prospective p-values
+for earlier analyses is not made.
+
+How the Monte Carlo is computed (exactly, and vectorized)
+----------------------------------------------------------
+For a chunk of centres, replica case counts (an ``(sites, days, replicas)``
+integer array, 16-bit when C allows) are gathered in neighbour order and summed
+cumulatively, so one array operation gives every window's count in every
+replica. Because the LLR of a high-rate window grows with its cases and falls
+with its population, a replica's maximum can only change at windows whose count
+reaches the smallest count that would beat the best LLR found so far for that
+replica; that count is a step function of the window population, tabulated once
+per threshold. The comparison is integer-only; logarithms are taken only for the
+few windows that pass, so the result is the exact maximum over all windows.
+Replicas are grouped by their current best LLR so that a weak replica does not
+loosen the threshold of the others. Work is split over threads
+(``n_jobs``); results do not depend on the number of threads.
+
+Examples
+--------
+>>> import pandas as pd
+>>> locations = pd.DataFrame({
+...     "merchant_id": [f"M{i:02d}" for i in range(6)],
+...     "latitude": [31.20, 31.201, 31.202, 31.30, 31.31, 31.32],
+...     "longitude": [121.40, 121.401, 121.40, 121.50, 121.52, 121.55],
+...     "cases": [9, 8, 10, 1, 0, 1],
+...     "population": [50, 50, 50, 50, 50, 50],
+... })
+>>> result = spatial_scan(locations, n_replicas=99, seed=1)
+>>> result.clusters[0].member_ids
+('M00', 'M01', 'M02')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from .exceptions import DatasetError
+
+__all__ = [
+    "EARTH_RADIUS_KM",
+    "ScanCluster",
+    "ScanResult",
+    "SpaceTimeCluster",
+    "SpaceTimeResult",
+    "llr_bernoulli",
+    "llr_poisson",
+    "space_time_scan",
+    "spatial_scan",
+]
+
+#: Sphere radius used by SaTScan to turn latitude/longitude into 3-D points.
+EARTH_RADIUS_KM = 6367.0
+
+Model = Literal["bernoulli", "poisson"]
+_MODELS = ("bernoulli", "poisson")
+
+#: A replica maximum counts against a cluster when it is >= llr - tolerance.
+_P_TOLERANCE = 1e-9
+#: Elements (prefixes x centres x days x replicas) in one block: about the size of a core's cache.
+_BLOCK_ELEMENTS = 1 << 18
+#: Elements of one batch of null replicas held at once (sites x days x replicas).
+_REPLICA_ELEMENTS = 1 << 27
+#: Elements of one call to the random generator (int64 draws).
+_DRAW_ELEMENTS = 1 << 23
+#: Candidates (cylinder x replica) whose LLR is computed together.
+_CANDIDATE_BATCH = 1 << 18
+#: Replicas, sorted by a first maximum, are filtered in groups cut at these shares.
+_GROUP_SHARES = (0.0, 0.01, 0.05, 0.2, 0.5, 1.0)
+#: Bernoulli totals the hypergeometric sampler can handle exactly.
+_MAX_BERNOULLI_TOTAL = 10**9 - 1
+
+
+# --------------------------------------------------------------------------- log-likelihood ratios
+
+
+def _xlog_ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a · ln(a / b)`` elementwise, with ``0 · ln(0 / b) = 0`` (call under ``np.errstate``)."""
+    return np.where(a > 0, a * np.log(a / b), 0.0)
+
+
+def _as_result(x: np.ndarray) -> np.ndarray | float:
+    return float(x) if np.ndim(x) == 0 else x
+
+
+def llr_bernoulli(c, n, C, N, *, high_only: bool = True) -> np.ndarray | float:
+    """Bernoulli log-likelihood ratio of windows (Kulldorff 1997, eq. for the Bernoulli model).
+
+    ``c ln(c/n) + (n−c) ln((n−c)/n) + (C−c) ln((C−c)/(N−n))
+    + (N−n−C+c) ln((N−n−C+c)/(N−n)) − C ln(C/N) − (N−C) ln((N−C)/N)``,
+    with ``0 · ln 0 = 0``.
+
+    Parameters
+    ----------
+    c, n : array_like
+        Cases and individuals (cases + controls) inside each window; ``0 <= c <= n``.
+    C, N : array_like
+        Cases and individuals in total; ``c <= C``, ``n - c <= N - C``.
+    high_only : bool, default True
+        Give 0 to windows whose rate is not higher inside than outside
+        (``c/n <= (C−c)/(N−n)``), as the scan does.
+
+    Returns
+    -------
+    numpy.ndarray or float
+        LLR per window (a float for scalar input).
+
+    Examples
+    --------
+    >>> round(llr_bernoulli(10, 50, 20, 200), 6)
+    3.256969
+    >>> llr_bernoulli(2, 100, 20, 200)  # rate inside 2% < outside 18%: not a high-rate window
+    0.0
+    """
+    c, n, C, N = (np.asarray(v, dtype=float) for v in (c, n, C, N))
+    nn = N - n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        llr = (
+            _xlog_ratio(c, n)
+            + _xlog_ratio(n - c, n)
+            + _xlog_ratio(C - c, nn)
+            + _xlog_ratio(nn - (C - c), nn)
+            - _xlog_ratio(C, N)
+            - _xlog_ratio(N - C, N)
+        )
+        if high_only:
+            llr = np.where(c * nn > (C - c) * n, np.maximum(llr, 0.0), 0.0)
+    return _as_result(llr)
+
+
+def llr_poisson(c, E, C, *, high_only: bool = True) -> np.ndarray | float:
+    """Poisson log-likelihood ratio of windows (Kulldorff 1997, eq. for the Poisson model).
+
+    ``c ln(c/E) + (C−c) ln((C−c)/(C−E))`` with ``0 · ln 0 = 0``, where ``E`` is
+    the expected count under the null, ``E = C · population_inside / population_total``.
+
+    Parameters
+    ----------
+    c, E : array_like
+        Observed and expected cases inside each window; ``0 <= E <= C``.
+    C : array_like
+        Total cases.
+    high_only : bool, default True
+        Give 0 to windows that are not high-rate (``c <= E``).
+
+    Returns
+    -------
+    numpy.ndarray or float
+        LLR per window (a float for scalar input).
+
+    Examples
+    --------
+    >>> round(llr_poisson(10, 5.0, 20), 6)
+    2.876821
+    >>> llr_poisson(3, 5.0, 20)
+    0.0
+    """
+    c, E, C = (np.asarray(v, dtype=float) for v in (c, E, C))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        llr = _xlog_ratio(c, E) + _xlog_ratio(C - c, C - E)
+        if high_only:
+            llr = np.where(c > E, np.maximum(llr, 0.0), 0.0)
+    return _as_result(llr)
+
+
+def _llr(model: str, c, n, C: float, N: float) -> np.ndarray | float:
+    """LLR of windows with ``c`` cases and population ``n`` (Poisson: E = C·n/N)."""
+    if model == "bernoulli":
+        return llr_bernoulli(c, n, C, N)
+    return llr_poisson(c, C * np.asarray(n, dtype=float) / N, C)
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def _to_xyz(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Points on the SaTScan sphere (radius 6367 km), shape (n, 3)."""
+    p, l = np.radians(lat), np.radians(lon)
+    return EARTH_RADIUS_KM * np.column_stack([np.cos(p) * np.cos(l), np.cos(p) * np.sin(l), np.sin(p)])
+
+
+def _chord_to_km(chord: np.ndarray | float) -> np.ndarray | float:
+    """Great-circle distance (km) of a chord (km) on the SaTScan sphere."""
+    return 2.0 * EARTH_RADIUS_KM * np.arcsin(np.minimum(np.asarray(chord) / (2.0 * EARTH_RADIUS_KM), 1.0))
+
+
+def _km_to_chord(km: float) -> float:
+    return 2.0 * EARTH_RADIUS_KM * math.sin(min(km / (2.0 * EARTH_RADIUS_KM), math.pi / 2))
+
+
+@dataclass(frozen=True)
+class _Sites:
+    """Locations merged by identical coordinates, with per-day cases and population."""
+
+    lat: np.ndarray  # (S,)
+    lon: np.ndarray  # (S,)
+    xyz: np.ndarray  # (S, 3)
+    members: tuple[np.ndarray, ...]  # location indices of each site, ascending
+    cases: np.ndarray  # (S, T) int64
+    population: np.ndarray  # (S, T) float64
+
+    @property
+    def n(self) -> int:
+        return len(self.lat)
+
+
+def _merge_sites(lat: np.ndarray, lon: np.ndarray, cases: np.ndarray, population: np.ndarray) -> _Sites:
+    """Group locations (rows of ``cases``/``population``) that share exact coordinates."""
+    key = pd.MultiIndex.from_arrays([lat, lon])
+    site_of, _ = pd.factorize(key, sort=False)  # numbered by first appearance
+    S = int(site_of.max()) + 1 if len(site_of) else 0
+    first = np.full(S, len(lat))
+    np.minimum.at(first, site_of, np.arange(len(lat)))
+    order = np.argsort(site_of, kind="stable")
+    bounds = np.searchsorted(site_of[order], np.arange(S + 1))
+    members = tuple(order[bounds[i] : bounds[i + 1]] for i in range(S))
+    agg_cases = np.zeros((S, cases.shape[1]), dtype=np.int64)
+    agg_pop = np.zeros((S, cases.shape[1]), dtype=float)
+    np.add.at(agg_cases, site_of, cases)
+    np.add.at(agg_pop, site_of, population)
+    return _Sites(lat[first], lon[first], _to_xyz(lat[first], lon[first]), members, agg_cases, agg_pop)
+
+
+@dataclass(frozen=True)
+class _Windows:
+    """The candidate circles: for each centre site, its neighbours in scan order (valid prefixes only)."""
+
+    neighbours: np.ndarray  # flat int32: concatenated neighbour lists
+    offsets: np.ndarray  # (S + 1,): centre i owns neighbours[offsets[i]:offsets[i+1]]
+
+    @property
+    def sizes(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def of(self, centre: int) -> np.ndarray:
+        return self.neighbours[self.offsets[centre] : self.offsets[centre + 1]]
+
+    def block(self, centres: np.ndarray, pad: int) -> np.ndarray:
+        """(K, B) neighbour matrix of ``centres`` (K = largest window), padded with ``pad``."""
+        sizes = self.sizes[centres]
+        out = np.full((int(sizes.max()), len(centres)), pad, dtype=np.intp)
+        for j, c in enumerate(centres):
+            out[: sizes[j], j] = self.of(c)
+        return out
+
+
+def _build_windows(xyz: np.ndarray, population: np.ndarray, max_share: float, max_radius_km: float | None) -> _Windows:
+    """Every centre's neighbours by chord distance (ties: lesser x, y, z), cut at the caps.
+
+    The population cap is inclusive (``cumulative <= max_share · total``, with a
+    1e-12 relative allowance for rounding); the radius cap compares great-circle
+    distances with ``<=``. The centre always comes first.
+    """
+    S = len(xyz)
+    cap = max_share * float(population.sum()) * (1.0 + 1e-12)
+    rank = np.lexsort((xyz[:, 2], xyz[:, 1], xyz[:, 0]))  # SaTScan: lesser x, then y, then z
+    pts, pop = xyz[rank], population[rank]  # columns in tie-break order
+    if max_radius_km is not None:
+        from scipy.spatial import cKDTree
+
+        reach = cKDTree(pts).query_ball_point(xyz, _km_to_chord(max_radius_km) * (1.0 + 1e-9) + 1e-9)
+        lists = []
+        for i in range(S):
+            cand = np.sort(np.asarray(reach[i], dtype=np.intp))
+            d2 = ((pts[cand] - xyz[i]) ** 2).sum(axis=1)
+            o = np.argsort(d2, kind="stable")
+            lists.append(rank[_prefix(cand[o][None], d2[o][None], pop, cap, max_radius_km)[0]])
+    else:
+        lists = []
+        step = max(1, (1 << 20) // max(S, 1))
+        for i0 in range(0, S, step):
+            d2 = ((pts[None, :, :] - xyz[i0 : i0 + step, None, :]) ** 2).sum(axis=2)
+            o = _sorted_columns(d2)
+            lists.extend(rank[x] for x in _prefix(o, np.take_along_axis(d2, o, axis=1), pop, cap, None))
+    for i, lst in enumerate(lists):  # the centre itself comes first (distance 0)
+        if len(lst) and lst[0] != i:
+            lists[i] = np.concatenate([[i], lst[lst != i]])[: len(lst)]
+    sizes = np.array([len(x) for x in lists], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    flat = np.concatenate(lists).astype(np.int32) if len(lists) else np.zeros(0, np.int32)
+    return _Windows(flat, offsets)
+
+
+def _sorted_columns(d2: np.ndarray) -> np.ndarray:
+    """Argsort of each row; exact ties keep column order."""
+    o = np.argsort(d2, axis=1)
+    ties = (np.diff(np.take_along_axis(d2, o, axis=1), axis=1) == 0).any(axis=1)
+    if ties.any():
+        o[ties] = np.argsort(d2[ties], axis=1, kind="stable")
+    return o
+
+
+def _prefix(order: np.ndarray, d2: np.ndarray, pop: np.ndarray, cap: float, max_radius_km: float | None) -> list[np.ndarray]:
+    """Per row, the longest prefix of ``order`` within the population cap and the radius."""
+    k = (np.cumsum(pop[order], axis=1) <= cap).sum(axis=1)
+    if max_radius_km is not None:
+        k = np.minimum(k, (_chord_to_km(np.sqrt(d2)) <= max_radius_km * (1 + 1e-12)).sum(axis=1))
+    return [row[:n] for row, n in zip(order, k)]
+
+
+# --------------------------------------------------------------------------- scan design
+
+
+@dataclass(frozen=True)
+class _Design:
+    """Everything about a scan that does not depend on which replica is scanned."""
+
+    model: str
+    sites: _Sites
+    windows: _Windows
+    lengths: np.ndarray  # temporal window lengths in days (spatial: [1])
+    prospective: bool
+    min_cases: int
+    C: int
+    N: float
+    dtype: np.dtype  # unsigned counts; its max means "never"
+
+    @property
+    def T(self) -> int:
+        return self.sites.cases.shape[1]
+
+    def starts(self, i: int) -> np.ndarray:
+        """First day of each interval of length ``lengths[i]``."""
+        d = int(self.lengths[i])
+        return np.array([self.T - d]) if self.prospective else np.arange(self.T - d + 1)
+
+    def padded(self, values: np.ndarray, dtype) -> np.ndarray:
+        """(S + 1, T, R) array with a zero row for padding (index S)."""
+        out = np.zeros((self.sites.n + 1,) + values.shape[1:], dtype=dtype)
+        out[:-1] = values
+        return out
+
+    def llr(self, c, n):
+        return _llr(self.model, c, n, self.C, self.N)
+
+    @functools.cached_property
+    def padded_population(self) -> np.ndarray:
+        return self.padded(self.sites.population[:, :, None], float)
+
+    @property
+    def centres_per_chunk(self) -> int:
+        return 32 if self.T == 1 else 4
+
+
+def _count_dtype(C: int) -> np.dtype:
+    for dt in (np.uint16, np.uint32, np.uint64):
+        if C < np.iinfo(dt).max:
+            return np.dtype(dt)
+    raise ValueError(f"too many cases ({C})")
+
+
+# --------------------------------------------------------------------------- cylinder sums
+
+
+def _temporal_prefix(x: np.ndarray) -> np.ndarray:
+    """Cumulative sums over days with a leading zero: (..., T, R) -> (..., T + 1, R)."""
+    out = np.zeros(x.shape[:-2] + (x.shape[-2] + 1, x.shape[-1]), x.dtype)
+    for t in range(x.shape[-2]):  # a loop of long vectorized adds beats accumulate on a middle axis
+        np.add(out[..., t, :], x[..., t, :], out=out[..., t + 1, :])
+    return out
+
+
+def _intervals(P: np.ndarray, d: int, prospective: bool) -> np.ndarray:
+    """Sums over every run of ``d`` days (prospective: the last ``d`` days): (..., T + 1, R) -> (..., starts, R)."""
+    T = P.shape[-2] - 1
+    if prospective:
+        return P[..., T:, :] - P[..., T - d : T - d + 1, :]
+    return P[..., d:, :] - P[..., : T + 1 - d, :]
+
+
+def _cumulate(g: np.ndarray) -> None:
+    """In-place cumulative sum along axis 0 (a loop of long vectorized adds beats accumulate)."""
+    if g[0].size >= 256:
+        for k in range(1, len(g)):
+            np.add(g[k], g[k - 1], out=g[k])
+    else:
+        np.add.accumulate(g, axis=0, out=g)
+
+
+def _cylinder_sums(Y: np.ndarray, order: np.ndarray, lengths: np.ndarray, prospective: bool, kb: int):
+    """Cylinder totals for a chunk of centres, one block of prefixes at a time.
+
+    Parameters
+    ----------
+    Y : ndarray, shape (S + 1, T, R)
+        Values per site, day and replica; row S is zeros (padding).
+    order : ndarray, shape (K, B)
+        Neighbour sites of B centres in scan order.
+    lengths, prospective
+        Temporal windows.
+    kb : int
+        Prefixes per block.
+
+    Yields
+    ------
+    (k0, i, sums)
+        ``sums[k, b, s, r]`` is the total of ``Y[..., r]`` over the first
+        ``k0 + k + 1`` neighbours of centre ``b`` and the ``s``-th interval of
+        length ``lengths[i]``. Consume it before asking for the next one.
+    """
+    K, B = order.shape
+    _, T, R = Y.shape
+    kb = max(1, min(kb, K))
+    buf = np.empty(kb * B * T * R, Y.dtype)
+    carry = np.zeros((B, T, R), Y.dtype)
+    for k0 in range(0, K, kb):
+        m = min(kb, K - k0)
+        g = buf[: m * B * T * R].reshape(m, B, T, R)
+        np.take(Y, order[k0 : k0 + m], axis=0, out=g, mode="clip")
+        g[0] += carry
+        _cumulate(g)
+        carry[...] = g[-1]
+        if T == 1:  # purely spatial: the one interval is the day itself
+            yield k0, 0, g
+            continue
+        P = _temporal_prefix(g)
+        for i, d in enumerate(lengths):
+            yield k0, i, _intervals(P, int(d), prospective)
+
+
+def _chunk_populations(design: _Design, order: np.ndarray, valid: np.ndarray) -> list[np.ndarray]:
+    """Population of every cylinder of a chunk, per temporal length: (K, B, starts); inf if invalid."""
+    out = [np.empty((len(order), order.shape[1], len(design.starts(i)))) for i in range(len(design.lengths))]
+    for _, i, sums in _cylinder_sums(design.padded_population, order, design.lengths, design.prospective, len(order)):
+        out[i][:] = sums[..., 0]
+    for n in out:
+        n[~valid] = np.inf
+    return out
+
+
+# --------------------------------------------------------------------------- case thresholds
+
+
+class _CaseThresholds:
+    """Smallest case count that can give a window an LLR >= t, as a function of its population.
+
+    For each case count ``c`` on a grid, ``nmax(c)`` is the largest population at
+    which ``c`` cases still give ``LLR >= t`` (the LLR of a high-rate window
+    falls with population and grows with cases), found by bisection. A window of
+    population ``n`` therefore needs at least ``min{c : nmax(c) >= n}`` cases.
+    That count is tabulated on log-spaced population bins (0.1% wide) and a
+    window is given the count of its bin's lower edge. Every rounding lets more
+    windows through, never fewer, so the filter cannot change a maximum.
+    """
+
+    _BIN = 1e-3  # relative width of a population bin
+
+    def __init__(self, design: _Design):
+        self.design = design
+        C = design.C
+        small = np.arange(design.min_cases, min(C, 256) + 1, dtype=float)
+        n_big = 1 + int(100 * math.log(max(C, 256) / 256))  # about 1% apart
+        big = np.floor(np.geomspace(max(256, design.min_cases), C, n_big)) if C > 256 else np.zeros(0)
+        self.grid = np.unique(np.concatenate([small, big]))  # integer case counts, ascending
+        pop = design.sites.population
+        self.n0 = float(pop[pop > 0].min())
+        n_bins = int(math.ceil(math.log(max(design.N, self.n0) / self.n0) / math.log1p(self._BIN))) + 2
+        self.edges = self.n0 * np.exp(np.arange(n_bins) * math.log1p(self._BIN))
+        self.edges[0] = 0.0  # the first bin also holds populations below n0
+        self.never = np.iinfo(design.dtype).max
+        self._rows: dict[float, int] = {}  # level -> row of self.tables
+        self.tables = np.empty((0, len(self.edges) + 1), design.dtype)
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def levels(t: np.ndarray) -> np.ndarray:
+        """Thresholds rounded down to a multiple of 1/16 (tables exist per level)."""
+        return np.floor(np.maximum(t, 0.0) * 16.0) / 16.0
+
+    def rows(self, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Row of each level in the returned table array (rows are only ever added)."""
+        with self._lock:
+            uniq, inv = np.unique(levels, return_inverse=True)
+            new = [u for u in uniq.tolist() if u not in self._rows]
+            if new:
+                add = self._needed_at_edges(np.array(new) * (1 - 1e-9))
+                self._rows.update({u: len(self.tables) + j for j, u in enumerate(new)})
+                self.tables = np.concatenate([self.tables, add])
+            return np.array([self._rows[u] for u in uniq.tolist()])[inv], self.tables
+
+    def bins(self, n: np.ndarray) -> np.ndarray:
+        """Population bin of each window, one bin low for safety (n = inf, an invalid window: the extra bin)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            j = np.log(n * (1.0 / self.n0)) * (1.0 / math.log1p(self._BIN)) - 1.0
+        np.clip(np.floor(j, out=j), 0, len(self.edges) - 1, out=j)
+        out = j.astype(np.intp)
+        out[~np.isfinite(n)] = len(self.edges)
+        return out
+
+    def _needed_at_edges(self, t: np.ndarray) -> np.ndarray:
+        """Minimum cases for LLR >= t per population bin, plus NEVER for invalid windows: (len(t), bins + 1)."""
+        d, e = self.design, self.edges
+        floor = np.clip(np.floor(d.C * e / d.N), d.min_cases, self.never)  # high-rate and min_cases
+        need = np.empty((len(t), len(e)))
+        for row, nmax in zip(need, self._nmax(t)):
+            j = np.searchsorted(nmax, e, side="left")  # first grid count that can reach t at e
+            below = np.concatenate([[self.grid[0] - 1], self.grid])  # below[j] = grid[j-1]: fails at e
+            row[:] = np.where(j >= len(nmax), self.never, below[np.minimum(j, len(nmax))] + 1)
+        need = np.where(t[:, None] > 0, np.maximum(need, floor), floor)
+        return np.concatenate([need, np.full((len(t), 1), self.never)], axis=1).astype(d.dtype)
+
+    def _nmax(self, t: np.ndarray) -> np.ndarray:
+        """(len(t), grid): largest population at which each grid count reaches LLR >= t (-1: never)."""
+        d = self.design
+        c = self.grid[None, :]
+        t = np.asarray(t, dtype=float)[:, None]
+        hi = np.repeat(c * d.N / d.C, len(t), axis=0)  # LLR reaches 0 here (rate inside = overall rate)
+        if d.model == "bernoulli":
+            lo = np.repeat(c, len(t), axis=0)  # a window holds at least its cases
+            ok = np.asarray(d.llr(c, lo)) >= t
+        else:
+            lo = np.zeros_like(hi)  # LLR -> infinity as the expected count -> 0
+            ok = np.ones(hi.shape, bool)
+        for _ in range(48):
+            mid = 0.5 * (lo + hi)
+            ge = np.asarray(d.llr(c, mid)) >= t
+            lo = np.where(ge, mid, lo)
+            hi = np.where(ge, hi, mid)
+        nmax = np.where(ok, hi * (1 + 1e-9) + 1e-9, -1.0)
+        return np.maximum.accumulate(nmax, axis=1)
+
+
+# --------------------------------------------------------------------------- chunk evaluation
+
+
+@dataclass(frozen=True)
+class _Cutoffs:
+    """Each replica's LLR threshold, as a row of minimum-case tables per population bin.
+
+    Replicas (columns) are in contiguous groups; counts are first compared with
+    the lowest threshold of their group, then with their replica's own.
+    """
+
+    rows: np.ndarray  # (R,) row of ``tables`` for each replica
+    tables: np.ndarray  # (levels, bins + 1) minimum cases
+    bounds: np.ndarray  # (G + 1,) group boundaries over replicas
+    lowest: np.ndarray  # (G,) row of the lowest threshold in each group
+
+    @classmethod
+    def of(cls, best: np.ndarray, thresholds: _CaseThresholds, bounds: np.ndarray) -> _Cutoffs:
+        levels = thresholds.levels(best)
+        rows, tables = thresholds.rows(levels)
+        lowest = np.array([rows[a + np.argmin(levels[a:b])] for a, b in zip(bounds[:-1], bounds[1:])])
+        return cls(rows, tables, bounds, lowest)
+
+
+class _Candidates(NamedTuple):
+    """Cylinders x replicas that may beat their replica's threshold (one entry each)."""
+
+    k: np.ndarray  # prefix index (window = first k + 1 neighbours)
+    b: np.ndarray  # centre's position in the chunk
+    i: np.ndarray  # temporal length index
+    s: np.ndarray  # start index among the starts of that length
+    r: np.ndarray  # replica
+    c: np.ndarray  # cases
+    n: np.ndarray  # population
+
+    @classmethod
+    def concat(cls, parts: list[_Candidates]) -> _Candidates:
+        return cls(*(np.concatenate(x) for x in zip(*parts)))
+
+
+def _scan_chunk(
+    design: _Design,
+    thresholds: _CaseThresholds,
+    centres: np.ndarray,
+    Y: np.ndarray,
+    cutoffs: _Cutoffs,
+    prefixes: int | None = None,
+) -> Iterator[_Candidates]:
+    """Find, in one chunk of centres, every cylinder and replica that may beat its threshold.
+
+    Counts are compared with the lowest threshold of the replica's group, then
+    the few that pass with their replica's own. Only integer comparisons are
+    made here; candidates come in batches. Only the first ``prefixes`` windows
+    of each centre are scanned when given.
+    """
+    order = design.windows.block(centres, pad=design.sites.n)[:prefixes]
+    valid = np.arange(len(order))[:, None] < design.windows.sizes[centres][None, :]
+    pops = _chunk_populations(design, order, valid)
+    bins = [thresholds.bins(n) for n in pops]  # (K, B, starts) per length
+    groups = list(zip(cutoffs.bounds[:-1], cutoffs.bounds[1:]))
+    lowest = [[cutoffs.tables[row][j] for row in cutoffs.lowest] for j in bins]
+    _, T, R = Y.shape
+    kb = max(1, _BLOCK_ELEMENTS // (len(centres) * T * R))
+    found: list[_Candidates] = []
+    n_found = 0
+    for k0, i, sums in _cylinder_sums(Y, order, design.lengths, design.prospective, kb):
+        k1 = k0 + len(sums)
+        mask = np.empty(sums.shape, bool)
+        for (a, z), low in zip(groups, lowest[i]):
+            np.greater_equal(sums[..., a:z], low[k0:k1, :, :, None], out=mask[..., a:z])
+        flat = np.flatnonzero(mask)
+        if not flat.size:
+            continue
+        c = sums.reshape(-1)[flat]
+        k, b, s, r = np.unravel_index(flat, sums.shape)
+        k += k0
+        keep = c >= cutoffs.tables[cutoffs.rows[r], bins[i][k, b, s]]
+        if keep.any():
+            k, b, s, r, c = k[keep], b[keep], s[keep], r[keep], c[keep]
+            found.append(_Candidates(k, b, np.full(len(k), i), s, r, c, pops[i][k, b, s]))
+            n_found += len(k)
+            if n_found >= _CANDIDATE_BATCH:
+                yield _Candidates.concat(found)
+                found, n_found = [], 0
+    if found:
+        yield _Candidates.concat(found)
+
+
+def _run_tasks(fn: Callable[[Any], Any], items: Sequence[Any], n_jobs: int, on_result: Callable[[Any], None], progress) -> None:
+    """Apply ``fn`` to ``items`` on ``n_jobs`` threads, passing results to ``on_result`` as they come."""
+    if n_jobs <= 1 or len(items) <= 1:
+        for item in items:
+            on_result(fn(item))
+            if progress is not None:
+                progress.update(1)
+        return
+    with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+        futures = [pool.submit(fn, item) for item in items]
+        for fut in as_completed(futures):
+            on_result(fut.result())
+            if progress is not None:
+                progress.update(1)
+
+
+@dataclass
+class _CentreBest:
+    """The best cylinder of each of a set of centres: LLR, prefix, length index, start index."""
+
+    llr: np.ndarray
+    k: np.ndarray
+    i: np.ndarray
+    s: np.ndarray
+
+    @classmethod
+    def empty(cls, size: int) -> _CentreBest:
+        return cls(np.zeros(size), np.full(size, -1), np.full(size, -1), np.full(size, -1))
+
+    def offer(self, cand: _Candidates, llr: np.ndarray) -> None:
+        """Keep, per centre, the first candidate offered with the strictly largest LLR."""
+        b = cand.b
+        top = np.full(len(self.llr), -np.inf)
+        np.maximum.at(top, b, llr)
+        hit = np.flatnonzero((llr == top[b]) & (llr > self.llr[b]))
+        bb, first = np.unique(b[hit], return_index=True)
+        first = hit[first]
+        self.llr[bb], self.k[bb], self.i[bb], self.s[bb] = llr[first], cand.k[first], cand.i[first], cand.s[first]
+
+    def update(self, centres: np.ndarray, local: _CentreBest) -> None:
+        """Copy the entries of ``local``, whose positions are those of ``centres``."""
+        for mine, theirs in ((self.llr, local.llr), (self.k, local.k), (self.i, local.i), (self.s, local.s)):
+            mine[centres] = theirs
+
+
+def _observed(design: _Design, thresholds: _CaseThresholds, chunks, n_jobs: int, progress) -> _CentreBest:
+    """Best cylinder of every centre in the observed data (the replica code path with one replica)."""
+    Y = design.padded(design.sites.cases[:, :, None], design.dtype)
+    best = _CentreBest.empty(design.sites.n)
+    fixed = _Cutoffs.of(np.zeros(1), thresholds, np.array([0, 1]))
+
+    def task(centres):
+        local = _CentreBest.empty(len(centres))
+        for cand in _scan_chunk(design, thresholds, centres, Y, fixed):
+            local.offer(cand, np.asarray(design.llr(cand.c, cand.n)))
+        return centres, local
+
+    _run_tasks(task, chunks, n_jobs, lambda res: best.update(*res), progress)
+    return best
+
+
+class _ReplicaBest:
+    """Running maxima of a batch of replicas, and the cutoffs tasks read."""
+
+    def __init__(self, best: np.ndarray, thresholds: _CaseThresholds, shares: Sequence[float] = (0.0, 1.0)):
+        self.thresholds = thresholds
+        self.best = best.copy()
+        self.bounds = np.unique(np.round(np.asarray(shares) * len(best)).astype(int))
+        self.cutoffs = _Cutoffs.of(self.best, thresholds, self.bounds)
+
+    def merge(self, local: np.ndarray) -> None:
+        np.maximum(self.best, local, out=self.best)
+        self.cutoffs = _Cutoffs.of(self.best, self.thresholds, self.bounds)
+
+
+def _scan_replicas(design: _Design, thresholds: _CaseThresholds, X: np.ndarray, chunks, state: _ReplicaBest,
+                   n_jobs: int, progress, prefixes: int | None = None) -> None:
+    def task(centres):
+        local = np.zeros(X.shape[2])
+        for cand in _scan_chunk(design, thresholds, centres, X, state.cutoffs, prefixes):
+            np.maximum.at(local, cand.r, design.llr(cand.c, cand.n))
+        return local
+
+    _run_tasks(task, chunks, n_jobs, state.merge, progress)
+
+
+def _draw_null(design: _Design, rng: np.random.Generator, R: int) -> np.ndarray:
+    """R null replicas as a padded (S + 1, T, R) count array (totals fixed at C)."""
+    S, T = design.sites.cases.shape
+    weights = design.sites.population.ravel()
+    cells = np.flatnonzero(weights > 0)
+    X = np.zeros((S + 1, T, R), dtype=design.dtype)
+    flat = X[:S].reshape(S * T, R)
+    step = max(1, _DRAW_ELEMENTS // max(len(cells), 1))
+    for r0 in range(0, R, step):
+        size = min(step, R - r0)
+        if design.model == "bernoulli":
+            draws = rng.multivariate_hypergeometric(np.rint(weights[cells]).astype(np.int64), design.C, size=size)
+        else:
+            draws = rng.multinomial(design.C, weights[cells] / weights[cells].sum(), size=size)
+        flat[cells, r0 : r0 + size] = draws.T
+    return X
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Centres with a window in chunks, largest windows first, and the replicas scanned together."""
+
+    chunks: list[np.ndarray]
+    batch: int
+
+    @classmethod
+    def of(cls, design: _Design, n_replicas: int) -> _Plan:
+        per = design.centres_per_chunk
+        sizes = design.windows.sizes
+        centres = np.flatnonzero(sizes > 0)
+        centres = centres[np.argsort(-sizes[centres], kind="stable")]
+        S, T = design.sites.cases.shape
+        batch = max(1, min(n_replicas, _REPLICA_ELEMENTS // ((S + 1) * T)))
+        return cls([centres[i : i + per] for i in range(0, len(centres), per)], batch)
+
+    def n_tasks(self, n_replicas: int) -> int:
+        return len(self.chunks) * (1 + 2 * math.ceil(n_replicas / self.batch))
+
+
+def _replica_maxima(design: _Design, thresholds: _CaseThresholds, plan: _Plan, n_replicas: int,
+                    rng: np.random.Generator, n_jobs: int, progress) -> np.ndarray:
+    """Maximum LLR of each null replica, over exactly the windows scanned in the data.
+
+    The one-site windows of every centre are scanned first: they give each
+    replica a first threshold cheaply. Replicas are then sorted by it, so that
+    groups of similar replicas share a first filter, and all windows are scanned.
+    """
+    out = np.zeros(n_replicas)
+    for r0 in range(0, n_replicas, plan.batch):
+        X = _draw_null(design, rng, min(plan.batch, n_replicas - r0))
+        first = _ReplicaBest(np.zeros(X.shape[2]), thresholds)
+        _scan_replicas(design, thresholds, X, plan.chunks, first, n_jobs, progress, prefixes=1)
+        perm = np.argsort(first.best, kind="stable")
+        X = np.take(X, perm, axis=2)
+        state = _ReplicaBest(first.best[perm], thresholds, _GROUP_SHARES)
+        _scan_replicas(design, thresholds, X, plan.chunks, state, n_jobs, progress)
+        out[r0 + perm] = state.best
+    return out
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True, repr=False)
+class ScanCluster:
+    """One circular cluster found by :func:`spatial_scan`.
+
+    Attributes
+    ----------
+    rank : int
+        1 for the most likely cluster, 2, 3, ... for secondary clusters.
+    centre_id : Any
+        Id of the location the circle is centred on.
+    member_ids : tuple
+        Ids of the locations inside, nearest the centre first.
+    radius_km : float
+        Great-circle distance from the centre to the farthest member.
+    cases : int
+        Observed cases inside.
+    expected : float
+        Expected cases inside under the null, ``C · population / total population``.
+    population : float
+        Population inside (Bernoulli: cases + controls).
+    relative_risk : float
+        ``(cases / expected) / ((C − cases) / (C − expected))``.
+    llr : float
+        Log-likelihood ratio.
+    p_value : float
+        Monte Carlo p-value against the replicas' maxima (NaN without replicas).
+    centre_latitude, centre_longitude : float
+        Coordinates of the centre, in degrees.
+    """
+
+    rank: int
+    centre_id: Any
+    member_ids: tuple
+    radius_km: float
+    cases: int
+    expected: float
+    population: float
+    relative_risk: float
+    llr: float
+    p_value: float
+    centre_latitude: float
+    centre_longitude: float
+
+    @property
+    def n_locations(self) -> int:
+        return len(self.member_ids)
+
+    def _fields(self) -> str:
+        return (
+            f"rank={self.rank}, centre_id={self.centre_id!r}, n_locations={self.n_locations}, "
+            f"radius_km={self.radius_km:.3f}, cases={self.cases}, expected={self.expected:.2f}, "
+            f"relative_risk={self.relative_risk:.2f}, llr={self.llr:.4f}, p_value={self.p_value:.4g}"
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._fields()})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The cluster as a flat dict (member ids joined by spaces under ``members``)."""
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["n_locations"] = self.n_locations
+        d["member_ids"] = " ".join(map(str, self.member_ids))
+        return d
+
+
+@dataclass(frozen=True, repr=False)
+class SpaceTimeCluster(ScanCluster):
+    """A cylinder found by :func:`space_time_scan`: a :class:`ScanCluster` plus its days.
+
+    Attributes
+    ----------
+    start, end : pandas.Timestamp
+        First and last day of the cluster (inclusive).
+    ongoing : bool
+        The cluster reaches the last day of the data (prospective scans only
+        report such clusters: "still going on").
+    """
+
+    start: pd.Timestamp
+    end: pd.Timestamp
+    ongoing: bool
+
+    @property
+    def n_days(self) -> int:
+        return int((self.end - self.start).days) + 1
+
+    def _fields(self) -> str:
+        end = "ongoing" if self.ongoing else f"{self.end:%Y-%m-%d}"
+        return f"{super()._fields()}, start={self.start:%Y-%m-%d}, end={end}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        d["n_days"] = self.n_days
+        return d
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class ScanResult:
+    """Outcome of :func:`spatial_scan`.
+
+    Attributes
+    ----------
+    clusters : tuple of ScanCluster
+        Most likely cluster first, then secondary clusters sharing no location
+        with a better one; empty when no high-rate window has enough cases.
+    replica_max_llr : numpy.ndarray
+        Maximum LLR of each null replica (read-only).
+    n_replicas : int
+    model : {'bernoulli', 'poisson'}
+    locations : pandas.DataFrame
+        ``id, latitude, longitude, cases, population`` per location (sorted by id).
+    max_population_share, max_radius_km, min_cases
+        The window limits used.
+    """
+
+    clusters: tuple[ScanCluster, ...]
+    replica_max_llr: np.ndarray
+    n_replicas: int
+    model: str
+    locations: pd.DataFrame
+    max_population_share: float
+    max_radius_km: float | None
+    min_cases: int
+
+    _title = "Spatial scan"
+
+    @property
+    def most_likely(self) -> ScanCluster | None:
+        """The most likely cluster, or None."""
+        return self.clusters[0] if self.clusters else None
+
+    @property
+    def p_value(self) -> float:
+        """p-value of the most likely cluster (NaN when there is none or no replicas)."""
+        return self.clusters[0].p_value if self.clusters else float("nan")
+
+    @property
+    def total_cases(self) -> int:
+        return int(self.locations["cases"].sum())
+
+    @property
+    def total_population(self) -> float:
+        return float(self.locations["population"].sum())
+
+    def __repr__(self) -> str:
+        head = (
+            f"{type(self).__name__}(model={self.model!r}, n_locations={len(self.locations)}, "
+            f"n_replicas={self.n_replicas}, n_clusters={len(self.clusters)}"
+        )
+        if not self.clusters:
+            return head + ", most_likely=None)"
+        return head + f", most_likely={self.clusters[0]!r})"
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per cluster (rank, centre, members, radius, cases, expected, RR, LLR, p)."""
+        cols = list(ScanCluster.__dataclass_fields__) + ["n_locations"]
+        if self.clusters:
+            cols = list(self.clusters[0].to_dict())
+        return pd.DataFrame([c.to_dict() for c in self.clusters], columns=cols)
+
+    def _limits(self) -> str:
+        parts = [f"windows up to {self.max_population_share:.0%} of the population"]
+        if self.max_radius_km is not None:
+            parts.append(f"radius <= {self.max_radius_km:g} km")
+        parts.append(f"at least {self.min_cases} cases")
+        return ", ".join(parts)
+
+    def summary(self) -> str:
+        """A short plain-text report: data, limits, and a table of clusters."""
+        lines = [
+            f"{self._title} statistic (Kulldorff), {self.model} model",
+            f"{len(self.locations)} locations, {self.total_cases:,} cases, population "
+            f"{self.total_population:,.0f}; {self._limits()}; {self.n_replicas} Monte Carlo replicas",
+        ]
+        if not self.clusters:
+            lines.append("No high-rate window with enough cases: no cluster.")
+            return "\n".join(lines)
+        keep = ["rank", "centre_id", "n_locations", "radius_km", "cases", "expected", "relative_risk", "llr", "p_value"]
+        extra = [c for c in ("start", "end", "ongoing") if c in self.to_frame()]
+        table = self.to_frame()[keep + extra].to_string(index=False, float_format=lambda v: f"{v:.4g}")
+        lines.append(table)
+        best = self.clusters[0]
+        lines.append(f"Most likely cluster members: {', '.join(map(str, best.member_ids))}")
+        return "\n".join(lines)
+
+    def _cluster_label(self, c: ScanCluster) -> str:
+        return f"cluster {c.rank}: {c.n_locations} loc., r = {c.radius_km:.2f} km, p = {c.p_value:.3g}"
+
+    def plot(self, ax=None, *, max_clusters: int = 5):
+        """Map of locations (longitude/latitude, degrees) with the clusters' circles (radius in km).
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Where to draw; a new figure is created when omitted.
+        max_clusters : int, default 5
+            How many clusters to draw.
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+
+        Examples
+        --------
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> import pandas as pd
+        >>> df = pd.DataFrame({"merchant_id": list("abcd"), "latitude": [31.0, 31.001, 31.1, 31.2],
+        ...                    "longitude": [121.0, 121.0, 121.1, 121.2], "cases": [5, 4, 0, 1],
+        ...                    "population": [20, 20, 20, 20]})
+        >>> ax = spatial_scan(df, n_replicas=9, seed=0).plot()
+        >>> ax.get_xlabel()
+        'longitude (°E)'
+        """
+        import matplotlib.pyplot as plt
+        from matplotlib.patches import Ellipse
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(7, 6))
+        loc = self.locations
+        rate = loc["cases"] / loc["population"].where(loc["population"] > 0)
+        sc = ax.scatter(loc["longitude"], loc["latitude"], c=rate, cmap="Greys", s=14, vmin=0,
+                        edgecolors="0.4", linewidths=0.3, zorder=2, label=f"locations ({len(loc)})")
+        ax.figure.colorbar(sc, ax=ax, label="cases / population")
+        colours = plt.get_cmap("tab10")
+        by_id = loc.set_index("id")
+        for j, c in enumerate(self.clusters[:max_clusters]):
+            colour = colours(j % 10)
+            members = by_id.loc[list(c.member_ids)]
+            ax.scatter(members["longitude"], members["latitude"], s=30, color=colour, zorder=3,
+                       edgecolors="k", linewidths=0.4, label=self._cluster_label(c))
+            kx = 111.320 * max(math.cos(math.radians(c.centre_latitude)), 1e-6)  # km per degree
+            ax.add_patch(Ellipse((c.centre_longitude, c.centre_latitude), 2 * c.radius_km / kx + 1e-9,
+                                 2 * c.radius_km / 110.574 + 1e-9, fill=False, color=colour, lw=1.5, zorder=4))
+        lat0 = float(loc["latitude"].mean()) if len(loc) else 0.0
+        ax.set_aspect(1.0 / max(math.cos(math.radians(lat0)), 1e-6), adjustable="datalim")
+        ax.set_xlabel("longitude (°E)")
+        ax.set_ylabel("latitude (°N)")
+        p = "none" if not self.clusters else f"LLR {self.clusters[0].llr:.2f}, p = {self.p_value:.3g}"
+        ax.set_title(f"{self._title} ({self.model}): most likely cluster {p}")
+        ax.legend(loc="best", fontsize=7)
+        return ax
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class SpaceTimeResult(ScanResult):
+    """Outcome of :func:`space_time_scan`: a :class:`ScanResult` whose clusters are cylinders.
+
+    Attributes
+    ----------
+    start, end : pandas.Timestamp
+        First and last day of the study period.
+    min_days, max_days : int
+        Temporal window lengths scanned.
+    prospective : bool
+        Whether only intervals ending on the last day were scanned.
+    """
+
+    start: pd.Timestamp = pd.NaT
+    end: pd.Timestamp = pd.NaT
+    min_days: int = 1
+    max_days: int = 1
+    prospective: bool = False
+
+    @property
+    def _title(self) -> str:  # type: ignore[override]
+        return "Prospective space-time scan" if self.prospective else "Space-time scan"
+
+    def _limits(self) -> str:
+        return (
+            f"{super()._limits()}; {self.start:%Y-%m-%d} to {self.end:%Y-%m-%d}, "
+            f"{self.min_days}-{self.max_days} days"
+        )
+
+    def _cluster_label(self, c: ScanCluster) -> str:
+        end = "ongoing" if c.ongoing else f"{c.end:%m-%d}"  # type: ignore[attr-defined]
+        return f"{super()._cluster_label(c)}, {c.start:%m-%d} to {end}"  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------- input checks
+
+
+def _need_columns(df: pd.DataFrame, columns: Iterable[str], table: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DatasetError(
+            f"{table}: expected columns {list(columns)}, missing {missing} (found {list(df.columns)}); "
+            "rename them or pass the *_col arguments",
+            column=missing[0],
+        )
+
+
+def _numeric(df: pd.DataFrame, col: str, table: str, *, integer: bool) -> np.ndarray:
+    x = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(x) | (x < 0)
+    if integer:
+        bad |= x != np.round(x)
+    if bad.any():
+        kind = "non-negative integers" if integer else "non-negative numbers"
+        raise DatasetError(
+            f"{table}: expected {kind}, found {int(bad.sum())} bad values (first: {df[col].iloc[np.argmax(bad)]!r}); "
+            "fix or drop those rows",
+            column=col,
+        )
+    return x
+
+
+def _coordinates(df: pd.DataFrame, lat_col: str, lon_col: str, table: str) -> tuple[np.ndarray, np.ndarray]:
+    out = []
+    for col, bound in ((lat_col, 90.0), (lon_col, 180.0)):
+        x = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
+        bad = ~(np.abs(x) <= bound)
+        if bad.any():
+            raise DatasetError(
+                f"{table}: expected WGS84 degrees in [-{bound:g}, {bound:g}], found {int(bad.sum())} "
+                "missing or out-of-range values; fix or drop those rows",
+                column=col,
+            )
+        out.append(x)
+    return out[0], out[1]
+
+
+def _at_risk(df: pd.DataFrame, model: str, cases: np.ndarray, population_col: str, controls_col: str,
+             expected_col: str, table: str) -> np.ndarray:
+    """Population at risk per row: Bernoulli N = cases + controls; Poisson population or expected."""
+    if model == "bernoulli":
+        if population_col in df.columns:
+            n = _numeric(df, population_col, table, integer=True)
+            if controls_col in df.columns and not np.array_equal(n, cases + _numeric(df, controls_col, table, integer=True)):
+                raise DatasetError(f"{table}: {population_col} must equal cases + {controls_col}; "
+                                   "give one of the two columns", column=population_col)
+        elif controls_col in df.columns:
+            n = cases + _numeric(df, controls_col, table, integer=True)
+        else:
+            raise DatasetError(f"{table}: the Bernoulli model needs {population_col!r} (all transactions) "
+                               f"or {controls_col!r} (transactions without incident); found {list(df.columns)}",
+                               column=population_col)
+        if (cases > n).any():
+            raise DatasetError(f"{table}: cases must not exceed {population_col} (all transactions); "
+                               f"found {int((cases > n).sum())} rows with more", column=population_col)
+        return n
+    col = population_col if population_col in df.columns else expected_col
+    if col not in df.columns:
+        raise DatasetError(f"{table}: the Poisson model needs {population_col!r} or {expected_col!r}; "
+                           f"found {list(df.columns)}", column=population_col)
+    n = _numeric(df, col, table, integer=False)
+    if ((n == 0) & (cases > 0)).any():
+        raise DatasetError(f"{table}: rows with cases but zero {col}; a Poisson window needs population "
+                           "wherever there are cases", column=col)
+    return n
+
+
+def _check_options(model: str, max_population_share: float, max_radius_km: float | None, n_replicas: int,
+                   min_cases: int, n_secondary: int) -> None:
+    if model not in _MODELS:
+        raise ValueError(f"model must be 'bernoulli' or 'poisson', got {model!r}")
+    if not 0 < max_population_share <= 1:
+        raise ValueError(f"max_population_share must be in (0, 1], got {max_population_share!r}")
+    if max_radius_km is not None and not max_radius_km >= 0:
+        raise ValueError(f"max_radius_km must be None or >= 0, got {max_radius_km!r}")
+    if int(n_replicas) != n_replicas or n_replicas < 0:
+        raise ValueError(f"n_replicas must be a non-negative integer, got {n_replicas!r}")
+    if int(min_cases) != min_cases or min_cases < 1:
+        raise ValueError(f"min_cases must be a positive integer, got {min_cases!r}")
+    if int(n_secondary) != n_secondary or n_secondary < 0:
+        raise ValueError(f"n_secondary must be a non-negative integer, got {n_secondary!r}")
+
+
+def _n_jobs(n_jobs: int | None) -> int:
+    if n_jobs is None:
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # pragma: no cover - not Linux
+            return max(1, os.cpu_count() or 1)
+    if int(n_jobs) != n_jobs or n_jobs < 1:
+        raise ValueError(f"n_jobs must be None or a positive integer, got {n_jobs!r}")
+    return int(n_jobs)
+
+
+# --------------------------------------------------------------------------- the scan
+
+
+@dataclass(frozen=True)
+class _Found:
+    """A reported cylinder before it is dressed as a cluster."""
+
+    centre: int
+    sites: np.ndarray
+    days: np.ndarray
+    llr: float
+    cases: int
+    population: float
+    p_value: float
+
+
+def _scan(design: _Design, n_replicas: int, seed, n_secondary: int, n_jobs: int, progress: bool) -> tuple[list[_Found], np.ndarray]:
+    """Observed best cylinders, non-overlapping clusters, and replica maxima."""
+    no_window = design.windows.sizes.max(initial=0) == 0
+    if design.C < design.min_cases or no_window or (design.model == "bernoulli" and design.C >= design.N):
+        return [], np.zeros(0)  # no high-rate window can exist
+    thresholds = _CaseThresholds(design)
+    plan = _Plan.of(design, n_replicas)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=plan.n_tasks(n_replicas), desc="scan", unit="chunk")
+    try:
+        best = _observed(design, thresholds, plan.chunks, n_jobs, bar)
+        found = _select(design, best, 1 + n_secondary)
+        if not found:
+            return [], np.zeros(0)
+        rng = np.random.default_rng(seed)
+        maxima = _replica_maxima(design, thresholds, plan, n_replicas, rng, n_jobs, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    p = [_p_value(f.llr, maxima) for f in found]
+    return [dataclasses.replace(f, p_value=pv) for f, pv in zip(found, p)], maxima
+
+
+def _p_value(llr: float, maxima: np.ndarray) -> float:
+    if len(maxima) == 0:
+        return float("nan")
+    beaten = int(np.count_nonzero(maxima >= llr - _P_TOLERANCE * max(1.0, abs(llr))))
+    return (1 + beaten) / (len(maxima) + 1)
+
+
+def _select(design: _Design, best: _CentreBest, n_clusters: int) -> list[_Found]:
+    """Centres' best cylinders by LLR (ties: lower centre), skipping any that overlap a better one."""
+    used = np.zeros(design.sites.n, bool)
+    out: list[_Found] = []
+    for centre in np.lexsort((np.arange(design.sites.n), -best.llr)):
+        if len(out) >= n_clusters or best.llr[centre] <= 0:
+            break
+        sites = design.windows.of(centre)[: best.k[centre] + 1]
+        if used[sites].any():
+            continue
+        used[sites] = True
+        d = int(design.lengths[best.i[centre]])
+        start = int(design.starts(best.i[centre])[best.s[centre]])
+        days = np.arange(start, start + d)
+        cases = int(design.sites.cases[np.ix_(sites, days)].sum())
+        population = float(design.sites.population[np.ix_(sites, days)].sum())
+        out.append(_Found(int(centre), sites, days, float(best.llr[centre]), cases, population, float("nan")))
+    return out
+
+
+def _cluster_fields(design: _Design, ids: np.ndarray, f: _Found, rank: int) -> dict[str, Any]:
+    sites = design.sites
+    chord = np.sqrt(((sites.xyz[f.sites] - sites.xyz[f.centre]) ** 2).sum(axis=1))
+    expected = design.C * f.population / design.N
+    outside = (design.C - f.cases) / (design.C - expected) if design.C > expected else float("nan")
+    rr = (f.cases / expected) / outside if expected > 0 and outside > 0 else float("inf")
+    members = tuple(ids[j] for s in f.sites for j in sites.members[s])
+    return dict(
+        rank=rank,
+        centre_id=ids[sites.members[f.centre][0]],
+        member_ids=members,
+        radius_km=float(_chord_to_km(chord.max())),
+        cases=f.cases,
+        expected=float(expected),
+        population=f.population,
+        relative_risk=float(rr),
+        llr=f.llr,
+        p_value=f.p_value,
+        centre_latitude=float(sites.lat[f.centre]),
+        centre_longitude=float(sites.lon[f.centre]),
+    )
+
+
+def _design(model: str, lat, lon, cases: np.ndarray, population: np.ndarray, max_population_share: float,
+            max_radius_km: float | None, lengths: np.ndarray, prospective: bool, min_cases: int) -> _Design:
+    sites = _merge_sites(lat, lon, cases, population)
+    C = int(sites.cases.sum())
+    N = float(sites.population.sum())
+    if model == "bernoulli" and N > _MAX_BERNOULLI_TOTAL:
+        raise DatasetError(
+            f"the Bernoulli replicas handle up to {_MAX_BERNOULLI_TOTAL:,} transactions, found {N:,.0f}; "
+            "use model='poisson' (an excellent approximation when incidents are rare)"
+        )
+    windows = _build_windows(sites.xyz, sites.population.sum(axis=1), max_population_share, max_radius_km)
+    return _Design(model, sites, windows, np.asarray(lengths, dtype=np.int64), prospective, int(min_cases), C, N,
+                   _count_dtype(C))
+
+
+def spatial_scan(
+    locations: pd.DataFrame,
+    *,
+    model: Model = "bernoulli",
+    id_col: str = "merchant_id",
+    lat_col: str = "latitude",
+    lon_col: str = "longitude",
+    cases_col: str = "cases",
+    population_col: str = "population",
+    controls_col: str = "controls",
+    expected_col: str = "expected",
+    max_population_share: float = 0.5,
+    max_radius_km: float | None = None,
+    n_replicas: int = 999,
+    seed: int | np.random.SeedSequence | None = None,
+    min_cases: int = 2,
+    n_secondary: int = 10,
+    n_jobs: int | None = None,
+    progress: bool = False,
+) -> ScanResult:
+    """Kulldorff's purely spatial scan statistic (Kulldorff 1997) with circular windows.
+
+    Parameters
+    ----------
+    locations : pandas.DataFrame
+        One row per location (merchant): id, latitude, longitude, cases
+        (incident transactions) and the population at risk.
+    model : {'bernoulli', 'poisson'}, default 'bernoulli'
+        Bernoulli: each transaction is an incident or not; population =
+        all transactions (or give ``controls`` = transactions without incident).
+        Poisson: cases against a population (or covariate-adjusted
+        ``expected`` counts, rescaled to sum to the total cases).
+    id_col, lat_col, lon_col, cases_col, population_col, controls_col, expected_col : str
+        Column names. Bernoulli uses ``population_col`` if present, else
+        ``cases + controls_col``; Poisson uses ``population_col`` if present,
+        else ``expected_col``.
+    max_population_share : float, default 0.5
+        Largest share of the total population a window may hold (inclusive).
+    max_radius_km : float, optional
+        Largest window radius (great-circle km from the centre), if any.
+    n_replicas : int, default 999
+        Monte Carlo replicas under the null; 999 gives p-values down to 0.001.
+    seed : int or numpy.random.SeedSequence, optional
+        Seed of the replicas; equal seeds give identical results.
+    min_cases : int, default 2
+        Fewest cases a cluster may have.
+    n_secondary : int, default 10
+        Largest number of secondary clusters reported.
+    n_jobs : int, optional
+        Threads for the Monte Carlo (default: all available CPUs). Results do
+        not depend on it.
+    progress : bool, default False
+        Show a progress bar.
+
+    Returns
+    -------
+    ScanResult
+        ``clusters`` (most likely first), ``replica_max_llr``, ``p_value``,
+        ``summary()``, ``to_frame()`` and ``plot()``.
+
+    Raises
+    ------
+    analysis.exceptions.DatasetError
+        A missing column, a duplicate id, negative or non-integer counts,
+        cases above the population, or coordinates out of range.
+    ValueError
+        An option out of range.
+
+    Notes
+    -----
+    Locations are sorted by id first, so results do not depend on row order.
+    Conventions, and how the exact Monte Carlo is kept fast, are in the module
+    docstring (``shared/SCAN.md``).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"merchant_id": ["a", "b", "c", "d", "e"],
+    ...                    "latitude": [31.0, 31.001, 31.05, 31.1, 31.2],
+    ...                    "longitude": [121.0, 121.0, 121.05, 121.1, 121.2],
+    ...                    "cases": [6, 5, 1, 0, 1], "population": [30, 30, 30, 30, 30]})
+    >>> r = spatial_scan(df, n_replicas=99, seed=7)
+    >>> r.clusters[0].member_ids, r.clusters[0].cases
+    (('a', 'b'), 11)
+    """
+    _check_options(model, max_population_share, max_radius_km, n_replicas, min_cases, n_secondary)
+    table = "locations"
+    _need_columns(locations, (id_col, lat_col, lon_col, cases_col), table)
+    df = locations.sort_values(id_col, kind="stable").reset_index(drop=True)
+    ids = df[id_col].to_numpy()
+    dup = pd.Series(ids)[pd.Series(ids).duplicated()].unique()
+    if len(dup):
+        raise DatasetError(f"{table}: {id_col} must be unique, found duplicates {list(dup[:5])}; "
+                           "aggregate to one row per location", column=id_col)
+    lat, lon = _coordinates(df, lat_col, lon_col, table)
+    cases = _numeric(df, cases_col, table, integer=True)
+    population = _at_risk(df, model, cases, population_col, controls_col, expected_col, table)
+    design = _design(model, lat, lon, cases[:, None].astype(np.int64), population[:, None], max_population_share,
+                     max_radius_km, np.array([1]), False, min_cases)
+    found, maxima = _scan(design, int(n_replicas), seed, int(n_secondary), _n_jobs(n_jobs), progress)
+    clusters = tuple(ScanCluster(**_cluster_fields(design, ids, f, j + 1)) for j, f in enumerate(found))
+    maxima.setflags(write=False)
+    frame = pd.DataFrame({"id": ids, "latitude": lat, "longitude": lon, "cases": cases.astype(np.int64),
+                          "population": population})
+    return ScanResult(clusters, maxima, int(n_replicas), model, frame, float(max_population_share),
+                      max_radius_km, int(min_cases))
+
+
+def space_time_scan(
+    counts: pd.DataFrame,
+    *,
+    locations: pd.DataFrame | None = None,
+    model: Model = "poisson",
+    id_col: str = "merchant_id",
+    date_col: str = "date",
+    lat_col: str = "latitude",
+    lon_col: str = "longitude",
+    cases_col: str = "cases",
+    population_col: str = "population",
+    controls_col: str = "controls",
+    expected_col: str = "expected",
+    max_population_share: float = 0.5,
+    max_radius_km: float | None = None,
+    max_days: int | None = None,
+    min_days: int = 1,
+    prospective: bool = False,
+    n_replicas: int = 999,
+    seed: int | np.random.SeedSequence | None = None,
+    min_cases: int = 2,
+    n_secondary: int = 10,
+    n_jobs: int | None = None,
+    progress: bool = False,
+) -> SpaceTimeResult:
+    """Space-time scan statistic with cylinders (Kulldorff et al. 1998; prospective: Kulldorff 2001).
+
+    A cylinder is a circular window (as in :func:`spatial_scan`) times a
+    contiguous interval of days. Expected counts are proportional to the
+    population of each location-day (Poisson) or follow from the transactions
+    per location-day (Bernoulli); the replicas keep the total cases fixed.
+
+    Parameters
+    ----------
+    counts : pandas.DataFrame
+        One row per location and day: id, date, cases and the population at
+        risk (see :func:`spatial_scan` for the columns per model). Coordinates
+        come from ``lat_col``/``lon_col`` in ``counts`` or from ``locations``.
+        Location-days without a row have no population and no cases.
+    locations : pandas.DataFrame, optional
+        id, latitude, longitude per location, when ``counts`` has no coordinates.
+    model : {'poisson', 'bernoulli'}, default 'poisson'
+    id_col, date_col, lat_col, lon_col, cases_col, population_col, controls_col, expected_col : str
+        Column names.
+    max_population_share : float, default 0.5
+        Largest share of the population (summed over the study period) inside the circle.
+    max_radius_km : float, optional
+        Largest circle radius in km.
+    max_days : int, optional
+        Longest interval in days (default: half the study period, at least 1).
+    min_days : int, default 1
+        Shortest interval in days.
+    prospective : bool, default False
+        Only intervals ending on the last day (clusters still going on).
+    n_replicas, seed, min_cases, n_secondary, n_jobs, progress
+        As in :func:`spatial_scan`.
+
+    Returns
+    -------
+    SpaceTimeResult
+        Clusters with ``start``, ``end`` and ``ongoing``, plus everything a
+        :class:`ScanResult` has.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> days = pd.date_range("2025-03-01", periods=10)
+    >>> rows = [{"merchant_id": m, "date": d, "latitude": 31 + i / 100, "longitude": 121.0,
+    ...          "cases": 4 if (i < 2 and j >= 7) else 0, "population": 100}
+    ...         for i, m in enumerate("abcdef") for j, d in enumerate(days)]
+    >>> r = space_time_scan(pd.DataFrame(rows), n_replicas=99, seed=3)
+    >>> c = r.clusters[0]
+    >>> c.member_ids, f"{c.start:%m-%d}", c.ongoing
+    (('a', 'b'), '03-08', True)
+    """
+    _check_options(model, max_population_share, max_radius_km, n_replicas, min_cases, n_secondary)
+    table = "counts"
+    _need_columns(counts, (id_col, date_col, cases_col), table)
+    df = counts.copy()
+    df["_day"] = pd.to_datetime(df[date_col], errors="coerce").dt.normalize()
+    if df["_day"].isna().any():
+        raise DatasetError(f"{table}: expected dates, found {int(df['_day'].isna().sum())} unreadable values",
+                           column=date_col)
+    if df.duplicated([id_col, "_day"]).any():
+        raise DatasetError(f"{table}: expected one row per location and day, found duplicates; aggregate them",
+                           column=date_col)
+    geo = _location_table(df, locations, id_col, lat_col, lon_col)
+    ids = geo[id_col].to_numpy()
+    lat, lon = _coordinates(geo, lat_col, lon_col, "locations")
+    cases_row = _numeric(df, cases_col, table, integer=True)
+    pop_row = _at_risk(df, model, cases_row, population_col, controls_col, expected_col, table)
+    start, end = df["_day"].min(), df["_day"].max()
+    T = int((end - start).days) + 1
+    loc_idx = pd.Index(ids).get_indexer(df[id_col])
+    day_idx = (df["_day"] - start).dt.days.to_numpy()
+    cases = np.zeros((len(ids), T), np.int64)
+    pop = np.zeros((len(ids), T))
+    cases[loc_idx, day_idx] = cases_row.astype(np.int64)
+    pop[loc_idx, day_idx] = pop_row
+    max_days = max(1, T // 2) if max_days is None else int(max_days)
+    if not 1 <= int(min_days) <= max_days <= T:
+        raise ValueError(f"need 1 <= min_days <= max_days <= {T} (days in the data), got {min_days}, {max_days}")
+    design = _design(model, lat, lon, cases, pop, max_population_share, max_radius_km,
+                     np.arange(int(min_days), max_days + 1), bool(prospective), min_cases)
+    found, maxima = _scan(design, int(n_replicas), seed, int(n_secondary), _n_jobs(n_jobs), progress)
+    dates = pd.date_range(start, end, freq="D")
+    clusters = tuple(
+        SpaceTimeCluster(**_cluster_fields(design, ids, f, j + 1), start=dates[f.days[0]], end=dates[f.days[-1]],
+                         ongoing=bool(f.days[-1] == T - 1))
+        for j, f in enumerate(found)
+    )
+    maxima.setflags(write=False)
+    frame = pd.DataFrame({"id": ids, "latitude": lat, "longitude": lon, "cases": cases.sum(axis=1),
+                          "population": pop.sum(axis=1)})
+    return SpaceTimeResult(clusters, maxima, int(n_replicas), model, frame, float(max_population_share),
+                           max_radius_km, int(min_cases), start, end, int(min_days), max_days, bool(prospective))
+
+
+def _location_table(df: pd.DataFrame, locations: pd.DataFrame | None, id_col: str, lat_col: str,
+                    lon_col: str) -> pd.DataFrame:
+    """id, latitude, longitude per location in ``df``, sorted by id."""
+    if locations is None:
+        _need_columns(df, (lat_col, lon_col), "counts (or pass locations=)")
+        geo = df[[id_col, lat_col, lon_col]].drop_duplicates()
+        if geo[id_col].duplicated().any():
+            raise DatasetError(f"counts: each location needs one {lat_col}/{lon_col}, found several for "
+                               f"{list(geo[id_col][geo[id_col].duplicated()].unique()[:5])}", column=lat_col)
+    else:
+        _need_columns(locations, (id_col, lat_col, lon_col), "locations")
+        if locations[id_col].duplicated().any():
+            raise DatasetError(f"locations: {id_col} must be unique", column=id_col)
+        missing = set(df[id_col]) - set(locations[id_col])
+        if missing:
+            raise DatasetError(f"locations: no coordinates for {sorted(missing)[:5]} found in counts",
+                               column=id_col)
+        geo = locations[locations[id_col].isin(set(df[id_col]))][[id_col, lat_col, lon_col]]
+    return geo.sort_values(id_col, kind="stable").reset_index(drop=True)
