@@ -939,7 +939,7 @@ def _duplicate_problems(spec: Table, typed: pd.DataFrame, lines: np.ndarray,
         if not col.unique:
             continue
         arr = pa.array(typed[col.name], pa.large_string())
-        if pc.count_distinct(arr, mode="only_valid").as_py() == len(arr) - arr.null_count:
+        if len(pc.unique(arr).drop_null()) == len(arr) - arr.null_count:
             continue  # all distinct: nothing to reject (the common case, checked in C++)
         vals = typed[col.name].where(~bad)  # rejected rows do not claim their value
         dup = (vals.notna() & vals.duplicated(keep="first")).to_numpy()
