@@ -93,9 +93,9 @@ import dataclasses
 import functools
 import math
 import os
-import threading
+import multiprocessing
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -126,8 +126,12 @@ _MODELS = ("bernoulli", "poisson")
 _P_TOLERANCE = 1e-9
 #: Elements (prefixes x centres x days x replicas) in one block: about the size of a core's cache.
 _BLOCK_ELEMENTS = 1 << 18
-#: Elements of one batch of null replicas held at once (sites x days x replicas).
-_REPLICA_ELEMENTS = 1 << 27
+#: Elements of one batch of null replicas held by a worker (sites x days x replicas).
+_REPLICA_ELEMENTS = 1 << 26
+#: Cylinders x replicas below which one process does all the work.
+_PARALLEL_WORK = 1 << 27
+#: Replicas drawn from one child of the seed.
+_SEED_BLOCK = 64
 #: Elements of one call to the random generator (int64 draws).
 _DRAW_ELEMENTS = 1 << 23
 #: Candidates (cylinder x replica) whose LLR is computed together.
@@ -400,6 +404,11 @@ class _Design:
     def llr(self, c, n):
         return _llr(self.model, c, n, self.C, self.N)
 
+    @property
+    def n_cylinders(self) -> int:
+        """Windows times temporal intervals: the cylinders scanned per replica."""
+        return int(self.windows.sizes.sum()) * sum(len(self.starts(i)) for i in range(len(self.lengths)))
+
     @functools.cached_property
     def padded_population(self) -> np.ndarray:
         return self.padded(self.sites.population[:, :, None], float)
@@ -527,7 +536,6 @@ class _CaseThresholds:
         self.never = np.iinfo(design.dtype).max
         self._rows: dict[float, int] = {}  # level -> row of self.tables
         self.tables = np.empty((0, len(self.edges) + 1), design.dtype)
-        self._lock = threading.Lock()
 
     @staticmethod
     def levels(t: np.ndarray) -> np.ndarray:
@@ -536,14 +544,13 @@ class _CaseThresholds:
 
     def rows(self, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Row of each level in the returned table array (rows are only ever added)."""
-        with self._lock:
-            uniq, inv = np.unique(levels, return_inverse=True)
-            new = [u for u in uniq.tolist() if u not in self._rows]
-            if new:
-                add = self._needed_at_edges(np.array(new) * (1 - 1e-9))
-                self._rows.update({u: len(self.tables) + j for j, u in enumerate(new)})
-                self.tables = np.concatenate([self.tables, add])
-            return np.array([self._rows[u] for u in uniq.tolist()])[inv], self.tables
+        uniq, inv = np.unique(levels, return_inverse=True)
+        new = [u for u in uniq.tolist() if u not in self._rows]
+        if new:
+            add = self._needed_at_edges(np.array(new) * (1 - 1e-9))
+            self._rows.update({u: len(self.tables) + j for j, u in enumerate(new)})
+            self.tables = np.concatenate([self.tables, add])
+        return np.array([self._rows[u] for u in uniq.tolist()])[inv], self.tables
 
     def bins(self, n: np.ndarray) -> np.ndarray:
         """Population bin of each window, one bin low for safety (n = inf, an invalid window: the extra bin)."""
@@ -675,20 +682,72 @@ def _scan_chunk(
         yield _Candidates.concat(found)
 
 
-def _run_tasks(fn: Callable[[Any], Any], items: Sequence[Any], n_jobs: int, on_result: Callable[[Any], None], progress) -> None:
-    """Apply ``fn`` to ``items`` on ``n_jobs`` threads, passing results to ``on_result`` as they come."""
-    if n_jobs <= 1 or len(items) <= 1:
+class _Progress:
+    """A progress bar that forked workers can advance (a shared counter); silent when disabled."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.bar = None
+        self.done = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc="scan", unit="chunk")
+            self.done = multiprocessing.get_context("fork" if _CAN_FORK else "spawn").Value("q", 0)
+
+    def update(self, n: int = 1) -> None:
+        if self.done is not None:
+            with self.done.get_lock():
+                self.done.value += n
+
+    def refresh(self) -> None:
+        if self.bar is not None:
+            self.bar.n = self.done.value
+            self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.refresh()
+            self.bar.close()
+
+
+_CAN_FORK = "fork" in multiprocessing.get_all_start_methods()
+_FORKED: dict[int, Callable[[Any], Any]] = {}
+
+
+def _call_forked(token: int, item: Any) -> Any:
+    return _FORKED[token](item)
+
+
+def _parallel_map(fn: Callable[[Any], Any], items: Sequence[Any], n_jobs: int, progress: _Progress) -> list[Any]:
+    """``[fn(x) for x in items]`` on up to ``n_jobs`` forked processes (they inherit ``fn``'s data).
+
+    Worker processes, not threads: the scan makes many mid-sized numpy calls and
+    threads would mostly wait for the interpreter lock. Without ``fork`` (not
+    Linux/macOS), or with one job, the items are processed here, in order.
+    """
+    if n_jobs <= 1 or len(items) <= 1 or not _CAN_FORK:
+        out = []
         for item in items:
-            on_result(fn(item))
-            if progress is not None:
-                progress.update(1)
-        return
-    with ThreadPoolExecutor(max_workers=n_jobs) as pool:
-        futures = [pool.submit(fn, item) for item in items]
-        for fut in as_completed(futures):
-            on_result(fut.result())
-            if progress is not None:
-                progress.update(1)
+            out.append(fn(item))
+            progress.refresh()
+        return out
+    token = id(fn)
+    _FORKED[token] = fn  # set before the pool forks: workers find it by token
+    try:
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=min(n_jobs, len(items)), mp_context=ctx) as pool:
+            futures = [pool.submit(_call_forked, token, item) for item in items]
+            while not wait(futures, timeout=0.5).not_done == set():
+                progress.refresh()
+            progress.refresh()
+            return [f.result() for f in futures]
+    finally:
+        _FORKED.pop(token, None)
+
+
+def _deal(items: Sequence[Any], n: int) -> list[list[Any]]:
+    """Deal ``items`` (largest first) round-robin into ``n`` hands of similar work."""
+    return [list(items[j::n]) for j in range(min(n, len(items)))]
 
 
 @dataclass
@@ -720,24 +779,31 @@ class _CentreBest:
             mine[centres] = theirs
 
 
-def _observed(design: _Design, thresholds: _CaseThresholds, chunks, n_jobs: int, progress) -> _CentreBest:
+def _observed(design: _Design, thresholds: _CaseThresholds, plan: _Plan, n_jobs: int, progress: _Progress) -> _CentreBest:
     """Best cylinder of every centre in the observed data (the replica code path with one replica)."""
     Y = design.padded(design.sites.cases[:, :, None], design.dtype)
-    best = _CentreBest.empty(design.sites.n)
     fixed = _Cutoffs.of(np.zeros(1), thresholds, np.array([0, 1]))
 
-    def task(centres):
-        local = _CentreBest.empty(len(centres))
-        for cand in _scan_chunk(design, thresholds, centres, Y, fixed):
-            local.offer(cand, np.asarray(design.llr(cand.c, cand.n)))
-        return centres, local
+    def scan_hand(chunks: list[np.ndarray]) -> list[tuple[np.ndarray, _CentreBest]]:
+        out = []
+        for centres in chunks:
+            local = _CentreBest.empty(len(centres))
+            for cand in _scan_chunk(design, thresholds, centres, Y, fixed):
+                local.offer(cand, np.asarray(design.llr(cand.c, cand.n)))
+            out.append((centres, local))
+            progress.update()
+        return out
 
-    _run_tasks(task, chunks, n_jobs, lambda res: best.update(*res), progress)
+    best = _CentreBest.empty(design.sites.n)
+    n_jobs = n_jobs if design.n_cylinders >= _PARALLEL_WORK else 1
+    for hand in _parallel_map(scan_hand, _deal(plan.chunks, n_jobs), n_jobs, progress):
+        for centres, local in hand:
+            best.update(centres, local)
     return best
 
 
 class _ReplicaBest:
-    """Running maxima of a batch of replicas, and the cutoffs tasks read."""
+    """Running maxima of some replicas, and the cutoffs derived from them."""
 
     def __init__(self, best: np.ndarray, thresholds: _CaseThresholds, shares: Sequence[float] = (0.0, 1.0)):
         self.thresholds = thresholds
@@ -751,14 +817,32 @@ class _ReplicaBest:
 
 
 def _scan_replicas(design: _Design, thresholds: _CaseThresholds, X: np.ndarray, chunks, state: _ReplicaBest,
-                   n_jobs: int, progress, prefixes: int | None = None) -> None:
-    def task(centres):
+                   progress: _Progress, prefixes: int | None = None) -> None:
+    """Raise ``state``'s maxima over the windows of ``chunks`` (the first ``prefixes`` of each centre)."""
+    for centres in chunks:
         local = np.zeros(X.shape[2])
         for cand in _scan_chunk(design, thresholds, centres, X, state.cutoffs, prefixes):
             np.maximum.at(local, cand.r, design.llr(cand.c, cand.n))
-        return local
+        state.merge(local)
+        progress.update()
 
-    _run_tasks(task, chunks, n_jobs, state.merge, progress)
+
+def _replica_block_maxima(design: _Design, thresholds: _CaseThresholds, plan: _Plan, X: np.ndarray,
+                          progress: _Progress) -> np.ndarray:
+    """Maximum LLR of each replica in ``X`` over every window.
+
+    The one-site windows of every centre are scanned first: they give each
+    replica a first threshold cheaply. Replicas are then sorted by it, so that
+    groups of similar replicas share a first filter, and all windows are scanned.
+    """
+    first = _ReplicaBest(np.zeros(X.shape[2]), thresholds)
+    _scan_replicas(design, thresholds, X, plan.chunks, first, progress, prefixes=1)
+    perm = np.argsort(first.best, kind="stable")
+    state = _ReplicaBest(first.best[perm], thresholds, _GROUP_SHARES)
+    _scan_replicas(design, thresholds, np.take(X, perm, axis=2), plan.chunks, state, progress)
+    out = np.empty(X.shape[2])
+    out[perm] = state.best
+    return out
 
 
 def _draw_null(design: _Design, rng: np.random.Generator, R: int) -> np.ndarray:
@@ -781,44 +865,55 @@ def _draw_null(design: _Design, rng: np.random.Generator, R: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Plan:
-    """Centres with a window in chunks, largest windows first, and the replicas scanned together."""
+    """Centres with a window, in chunks, largest windows first; replicas in seeded blocks dealt to workers.
+
+    Replica ``r`` belongs to block ``r // _SEED_BLOCK``, drawn from its own
+    child of the seed's ``SeedSequence``: the replicas, hence the results, do
+    not depend on the number of workers or on memory batching.
+    """
 
     chunks: list[np.ndarray]
-    batch: int
+    hands: list[list[list[tuple[int, int, np.random.SeedSequence]]]]  # worker -> batch -> blocks
 
     @classmethod
-    def of(cls, design: _Design, n_replicas: int) -> _Plan:
+    def of(cls, design: _Design, n_replicas: int, seed, n_jobs: int) -> _Plan:
         per = design.centres_per_chunk
         sizes = design.windows.sizes
         centres = np.flatnonzero(sizes > 0)
         centres = centres[np.argsort(-sizes[centres], kind="stable")]
+        chunks = [centres[i : i + per] for i in range(0, len(centres), per)]
+        root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+        starts = list(range(0, n_replicas, _SEED_BLOCK))
+        blocks = [(r0, min(r0 + _SEED_BLOCK, n_replicas), ss) for r0, ss in zip(starts, root.spawn(len(starts)))]
         S, T = design.sites.cases.shape
-        batch = max(1, min(n_replicas, _REPLICA_ELEMENTS // ((S + 1) * T)))
-        return cls([centres[i : i + per] for i in range(0, len(centres), per)], batch)
+        per_batch = max(1, _REPLICA_ELEMENTS // ((S + 1) * T * _SEED_BLOCK))  # blocks held at once
+        hands = []
+        for part in np.array_split(np.arange(len(blocks)), min(max(n_jobs, 1), max(len(blocks), 1))):
+            mine = [blocks[j] for j in part]
+            hands.append([mine[i : i + per_batch] for i in range(0, len(mine), per_batch)])
+        return cls(chunks, [h for h in hands if h])
 
-    def n_tasks(self, n_replicas: int) -> int:
-        return len(self.chunks) * (1 + 2 * math.ceil(n_replicas / self.batch))
+    def n_tasks(self) -> int:
+        return len(self.chunks) * (1 + 2 * sum(len(h) for h in self.hands))
 
 
-def _replica_maxima(design: _Design, thresholds: _CaseThresholds, plan: _Plan, n_replicas: int,
-                    rng: np.random.Generator, n_jobs: int, progress) -> np.ndarray:
+def _replica_maxima(design: _Design, thresholds: _CaseThresholds, plan: _Plan, n_jobs: int,
+                    progress: _Progress) -> np.ndarray:
     """Maximum LLR of each null replica, over exactly the windows scanned in the data.
 
-    The one-site windows of every centre are scanned first: they give each
-    replica a first threshold cheaply. Replicas are then sorted by it, so that
-    groups of similar replicas share a first filter, and all windows are scanned.
+    Each worker draws its own blocks of replicas and scans them, a batch at a time.
     """
-    out = np.zeros(n_replicas)
-    for r0 in range(0, n_replicas, plan.batch):
-        X = _draw_null(design, rng, min(plan.batch, n_replicas - r0))
-        first = _ReplicaBest(np.zeros(X.shape[2]), thresholds)
-        _scan_replicas(design, thresholds, X, plan.chunks, first, n_jobs, progress, prefixes=1)
-        perm = np.argsort(first.best, kind="stable")
-        X = np.take(X, perm, axis=2)
-        state = _ReplicaBest(first.best[perm], thresholds, _GROUP_SHARES)
-        _scan_replicas(design, thresholds, X, plan.chunks, state, n_jobs, progress)
-        out[r0 + perm] = state.best
-    return out
+
+    def scan_hand(batches) -> np.ndarray:
+        out = []
+        for batch in batches:
+            X = np.concatenate([_draw_null(design, np.random.default_rng(ss), r1 - r0) for r0, r1, ss in batch], axis=2)
+            out.append(_replica_block_maxima(design, thresholds, plan, X, progress))
+        return np.concatenate(out)
+
+    if not plan.hands:
+        return np.zeros(0)
+    return np.concatenate(_parallel_map(scan_hand, plan.hands, n_jobs, progress))
 
 
 # --------------------------------------------------------------------------- results
@@ -1225,22 +1320,17 @@ def _scan(design: _Design, n_replicas: int, seed, n_secondary: int, n_jobs: int,
     if design.C < design.min_cases or no_window or (design.model == "bernoulli" and design.C >= design.N):
         return [], np.zeros(0)  # no high-rate window can exist
     thresholds = _CaseThresholds(design)
-    plan = _Plan.of(design, n_replicas)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=plan.n_tasks(n_replicas), desc="scan", unit="chunk")
+    n_jobs = n_jobs if design.n_cylinders * n_replicas >= _PARALLEL_WORK else 1  # forking costs ~0.1 s
+    plan = _Plan.of(design, n_replicas, seed, n_jobs)
+    bar = _Progress(plan.n_tasks(), progress)
     try:
-        best = _observed(design, thresholds, plan.chunks, n_jobs, bar)
+        best = _observed(design, thresholds, plan, n_jobs, bar)
         found = _select(design, best, 1 + n_secondary)
         if not found:
             return [], np.zeros(0)
-        rng = np.random.default_rng(seed)
-        maxima = _replica_maxima(design, thresholds, plan, n_replicas, rng, n_jobs, bar)
+        maxima = _replica_maxima(design, thresholds, plan, n_jobs, bar)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     p = [_p_value(f.llr, maxima) for f in found]
     return [dataclasses.replace(f, p_value=pv) for f, pv in zip(found, p)], maxima
 

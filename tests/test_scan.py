@@ -210,9 +210,11 @@ def test_replica_maxima_are_exact():
         lengths = np.array([1]) if T == 1 else np.arange(1, T // 2 + 1)
         design = sc._design(model, lat, lon, cases, pop, 0.5, radius, lengths, prospective, 2)
         thresholds = sc._CaseThresholds(design)
-        fast = sc._replica_maxima(design, thresholds, sc._Plan.of(design, 60), 60, np.random.default_rng(7), 2, None)
-        X = sc._draw_null(design, np.random.default_rng(7), 60)  # the same replicas
-        naive = np.zeros(60)
+        plan = sc._Plan.of(design, 150, 7, 2)  # three seed blocks on two workers
+        fast = sc._replica_maxima(design, thresholds, plan, 2, sc._Progress(0, False))
+        blocks = [blk for hand in plan.hands for batch in hand for blk in batch]
+        X = np.concatenate([sc._draw_null(design, np.random.default_rng(ss), r1 - r0) for r0, r1, ss in blocks], axis=2)
+        naive = np.zeros(150)
         for centre in range(design.sites.n):
             nb = design.windows.of(centre)
             for k in range(len(nb)):
@@ -220,7 +222,7 @@ def test_replica_maxima_are_exact():
                     for s0 in design.starts(i):
                         c = X[nb[: k + 1], s0 : s0 + d, :].sum(axis=(0, 1)).astype(float)
                         n = design.sites.population[nb[: k + 1], s0 : s0 + d].sum()
-                        naive = np.maximum(naive, np.where(c >= 2, design.llr(c, np.full(60, n)), 0.0))
+                        naive = np.maximum(naive, np.where(c >= 2, design.llr(c, np.full(150, n)), 0.0))
         np.testing.assert_array_equal(fast, naive)
 
 
