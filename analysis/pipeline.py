@@ -148,7 +148,7 @@ def analyze(
     steps.update()
     steps.set_postfix_str("tickets")
     if dataset.complaints is not None:
-        tickets = match_tickets(dataset.complaints, dataset.transactions, incidents)
+        tickets = match_tickets(dataset.complaints, reconciled, incidents)
     else:
         tickets = pd.DataFrame(columns=list(OUTPUTS["tickets.csv"]))
     steps.update()
