@@ -16,6 +16,11 @@ Targets (issue 3): macro-F1 ≥ 0.95, every cause F1 ≥ 0.90, tickets ≥ 0.95.
 Usage::
 
     .venv/bin/python benchmarks/bench_classify.py [--seeds 5] [--mixes all]
+    .venv/bin/python benchmarks/bench_classify.py --without terminal_events   # degraded data
+
+``--without TABLE`` deletes an optional table after writing each city, to
+measure how the classifier degrades (it should say UNKNOWN or lower its
+confidence, not guess); the targets apply to complete datasets only.
 """
 
 from __future__ import annotations
@@ -93,7 +98,7 @@ def ticket_accuracy(truth: pd.DataFrame, predicted: pd.DataFrame) -> tuple[int, 
     return int((both["txn_id_true"] == both["txn_id_pred"]).sum()), len(both)
 
 
-def run(seeds: int, mixes: list[str] | None) -> int:
+def run(seeds: int, mixes: list[str] | None, without: list[str]) -> int:
     pairs, tickets_ok, tickets_n, rows = [], 0, 0, []
     for seed in range(1, seeds + 1):
         for name, config in fault_mixes(seed).items():
@@ -103,6 +108,8 @@ def run(seeds: int, mixes: list[str] | None) -> int:
             city = simulate_city(config, full_pans=True)
             with tempfile.TemporaryDirectory() as tmp:
                 write_city(city, Path(tmp) / "ds", fmt="parquet")
+                for table in without:
+                    (Path(tmp) / "ds" / f"{table}.parquet").unlink()
                 result = analyze(load_dataset(Path(tmp) / "ds"))
             s = score(city.truth.incidents, result.incidents)
             s["mix"], s["seed"] = name, seed
@@ -114,7 +121,7 @@ def run(seeds: int, mixes: list[str] | None) -> int:
             print(f"{name:22s} seed {seed}: {rows[-1][2]:>8,} txns, {len(s):>6,} incidents, "
                   f"accuracy {acc:.4f}, tickets {ok}/{n}, {rows[-1][-1]:.1f} s", flush=True)
     allp = pd.concat(pairs, ignore_index=True)
-    labels = [c for c in CAUSES if c in set(allp["true"])] 
+    labels = [c for c in CAUSES if c in set(allp["true"])]
     present = labels + [NOT_INCIDENT]
     prec, rec, f1, sup = precision_recall_fscore_support(
         allp["true"], allp["pred"], labels=present, zero_division=0
@@ -144,9 +151,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--mixes", nargs="*", default=None, help="subset of mixes to run")
+    parser.add_argument("--without", nargs="*", default=[], help="optional tables to delete")
     args = parser.parse_args()
     np.set_printoptions(linewidth=200)
-    raise SystemExit(run(args.seeds, args.mixes))
+    raise SystemExit(run(args.seeds, args.mixes, args.without))
 
 
 if __name__ == "__main__":
