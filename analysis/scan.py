@@ -379,8 +379,8 @@ class _Design:
     model: str
     sites: _Sites
     windows: _Windows
-    lengths: np.ndarray  # temporal window lengths in days (spatial: [1])
-    prospective: bool
+    first_day: np.ndarray  # (I,) first day of each temporal interval (spatial: [0])
+    n_days: np.ndarray  # (I,) its length in days (spatial: [1])
     min_cases: int
     C: int
     N: float
@@ -389,11 +389,6 @@ class _Design:
     @property
     def T(self) -> int:
         return self.sites.cases.shape[1]
-
-    def starts(self, i: int) -> np.ndarray:
-        """First day of each interval of length ``lengths[i]``."""
-        d = int(self.lengths[i])
-        return np.array([self.T - d]) if self.prospective else np.arange(self.T - d + 1)
 
     def padded(self, values: np.ndarray, dtype) -> np.ndarray:
         """(S + 1, T, R) array with a zero row for padding (index S)."""
@@ -407,7 +402,7 @@ class _Design:
     @property
     def n_cylinders(self) -> int:
         """Windows times temporal intervals: the cylinders scanned per replica."""
-        return int(self.windows.sizes.sum()) * sum(len(self.starts(i)) for i in range(len(self.lengths)))
+        return int(self.windows.sizes.sum()) * len(self.first_day)
 
     @functools.cached_property
     def padded_population(self) -> np.ndarray:
@@ -415,7 +410,14 @@ class _Design:
 
     @property
     def centres_per_chunk(self) -> int:
-        return 32 if self.T == 1 else 4
+        return 32 if self.T == 1 else 8
+
+
+def _intervals(T: int, min_days: int, max_days: int, prospective: bool) -> tuple[np.ndarray, np.ndarray]:
+    """First day and length of every scanned interval, shortest first (prospective: ending on day T - 1)."""
+    lengths = np.arange(min_days, max_days + 1)
+    first = [np.array([T - d]) if prospective else np.arange(T - d + 1) for d in lengths]
+    return np.concatenate(first), np.repeat(lengths, [len(f) for f in first])
 
 
 def _count_dtype(C: int) -> np.dtype:
@@ -431,30 +433,25 @@ def _count_dtype(C: int) -> np.dtype:
 def _temporal_prefix(x: np.ndarray) -> np.ndarray:
     """Cumulative sums over days with a leading zero: (..., T, R) -> (..., T + 1, R)."""
     out = np.zeros(x.shape[:-2] + (x.shape[-2] + 1, x.shape[-1]), x.dtype)
-    for t in range(x.shape[-2]):  # a loop of long vectorized adds beats accumulate on a middle axis
-        np.add(out[..., t, :], x[..., t, :], out=out[..., t + 1, :])
+    if x[..., 0, :].size >= 1024:  # long rows: a loop of vectorized adds beats accumulate on a middle axis
+        for t in range(x.shape[-2]):
+            np.add(out[..., t, :], x[..., t, :], out=out[..., t + 1, :])
+    else:
+        np.cumsum(x, axis=-2, dtype=x.dtype, out=out[..., 1:, :])
     return out
 
 
-def _intervals(P: np.ndarray, d: int, prospective: bool) -> np.ndarray:
-    """Sums over every run of ``d`` days (prospective: the last ``d`` days): (..., T + 1, R) -> (..., starts, R)."""
-    T = P.shape[-2] - 1
-    if prospective:
-        return P[..., T:, :] - P[..., T - d : T - d + 1, :]
-    return P[..., d:, :] - P[..., : T + 1 - d, :]
-
-
 def _cumulate(g: np.ndarray) -> None:
-    """In-place cumulative sum along axis 0 (a loop of long vectorized adds beats accumulate)."""
-    if g[0].size >= 256:
+    """In-place cumulative sum along axis 0 (same trade-off as above)."""
+    if g[0].size >= 1024:
         for k in range(1, len(g)):
             np.add(g[k], g[k - 1], out=g[k])
     else:
         np.add.accumulate(g, axis=0, out=g)
 
 
-def _cylinder_sums(Y: np.ndarray, order: np.ndarray, lengths: np.ndarray, prospective: bool, kb: int):
-    """Cylinder totals for a chunk of centres, one block of prefixes at a time.
+def _cylinder_sums(Y: np.ndarray, order: np.ndarray, first_day: np.ndarray, n_days: np.ndarray, budget: int):
+    """Cylinder totals for a chunk of centres, by blocks of prefixes and of intervals.
 
     Parameters
     ----------
@@ -462,46 +459,46 @@ def _cylinder_sums(Y: np.ndarray, order: np.ndarray, lengths: np.ndarray, prospe
         Values per site, day and replica; row S is zeros (padding).
     order : ndarray, shape (K, B)
         Neighbour sites of B centres in scan order.
-    lengths, prospective
-        Temporal windows.
-    kb : int
-        Prefixes per block.
+    first_day, n_days : ndarray, shape (I,)
+        The temporal intervals.
+    budget : int
+        Largest number of elements of a yielded array (at least one prefix
+        and one interval).
 
     Yields
     ------
-    (k0, i, sums)
-        ``sums[k, b, s, r]`` is the total of ``Y[..., r]`` over the first
-        ``k0 + k + 1`` neighbours of centre ``b`` and the ``s``-th interval of
-        length ``lengths[i]``. Consume it before asking for the next one.
+    (k0, j0, sums)
+        ``sums[k, b, j, r]`` is the total of ``Y[..., r]`` over the first
+        ``k0 + k + 1`` neighbours of centre ``b`` and interval ``j0 + j``.
     """
     K, B = order.shape
     _, T, R = Y.shape
-    kb = max(1, min(kb, K))
-    buf = np.empty(kb * B * T * R, Y.dtype)
+    kb = max(1, min(K, budget // (B * T * R)))
+    jb = max(1, budget // (kb * B * R))
     carry = np.zeros((B, T, R), Y.dtype)
     for k0 in range(0, K, kb):
-        m = min(kb, K - k0)
-        g = buf[: m * B * T * R].reshape(m, B, T, R)
-        np.take(Y, order[k0 : k0 + m], axis=0, out=g, mode="clip")
+        g = np.take(Y, order[k0 : k0 + kb], axis=0)  # (m, B, T, R)
         g[0] += carry
         _cumulate(g)
-        carry[...] = g[-1]
-        if T == 1:  # purely spatial: the one interval is the day itself
+        carry = g[-1].copy()
+        if T == 1 and len(first_day) == 1:  # purely spatial: the one interval is the one day
             yield k0, 0, g
             continue
         P = _temporal_prefix(g)
-        for i, d in enumerate(lengths):
-            yield k0, i, _intervals(P, int(d), prospective)
+        for j0 in range(0, len(first_day), jb):
+            start, end = first_day[j0 : j0 + jb], first_day[j0 : j0 + jb] + n_days[j0 : j0 + jb]
+            sums = np.take(P, end, axis=2)
+            sums -= np.take(P, start, axis=2)
+            yield k0, j0, sums
 
 
-def _chunk_populations(design: _Design, order: np.ndarray, valid: np.ndarray) -> list[np.ndarray]:
-    """Population of every cylinder of a chunk, per temporal length: (K, B, starts); inf if invalid."""
-    out = [np.empty((len(order), order.shape[1], len(design.starts(i)))) for i in range(len(design.lengths))]
-    for _, i, sums in _cylinder_sums(design.padded_population, order, design.lengths, design.prospective, len(order)):
-        out[i][:] = sums[..., 0]
-    for n in out:
-        n[~valid] = np.inf
-    return out
+def _chunk_populations(design: _Design, order: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Population of every cylinder of a chunk: (K, B, I); inf for invalid windows."""
+    n = np.empty((len(order), order.shape[1], len(design.first_day)))
+    for k0, j0, sums in _cylinder_sums(design.padded_population, order, design.first_day, design.n_days, 1 << 62):
+        n[k0 : k0 + len(sums), :, j0 : j0 + sums.shape[2]] = sums[..., 0]
+    n[~valid] = np.inf
+    return n
 
 
 # --------------------------------------------------------------------------- case thresholds
@@ -623,8 +620,7 @@ class _Candidates(NamedTuple):
 
     k: np.ndarray  # prefix index (window = first k + 1 neighbours)
     b: np.ndarray  # centre's position in the chunk
-    i: np.ndarray  # temporal length index
-    s: np.ndarray  # start index among the starts of that length
+    j: np.ndarray  # temporal interval
     r: np.ndarray  # replica
     c: np.ndarray  # cases
     n: np.ndarray  # population
@@ -651,35 +647,44 @@ def _scan_chunk(
     """
     order = design.windows.block(centres, pad=design.sites.n)[:prefixes]
     valid = np.arange(len(order))[:, None] < design.windows.sizes[centres][None, :]
-    pops = _chunk_populations(design, order, valid)
-    bins = [thresholds.bins(n) for n in pops]  # (K, B, starts) per length
+    pops = _chunk_populations(design, order, valid)  # (K, B, I)
+    bins = thresholds.bins(pops)
     groups = list(zip(cutoffs.bounds[:-1], cutoffs.bounds[1:]))
-    lowest = [[cutoffs.tables[row][j] for row in cutoffs.lowest] for j in bins]
-    _, T, R = Y.shape
-    kb = max(1, _BLOCK_ELEMENTS // (len(centres) * T * R))
+    lowest = [cutoffs.tables[row][bins] for row in cutoffs.lowest]
     found: list[_Candidates] = []
     n_found = 0
-    for k0, i, sums in _cylinder_sums(Y, order, design.lengths, design.prospective, kb):
-        k1 = k0 + len(sums)
+    for k0, j0, sums in _cylinder_sums(Y, order, design.first_day, design.n_days, _BLOCK_ELEMENTS):
+        k1, j1 = k0 + sums.shape[0], j0 + sums.shape[2]
         mask = np.empty(sums.shape, bool)
-        for (a, z), low in zip(groups, lowest[i]):
-            np.greater_equal(sums[..., a:z], low[k0:k1, :, :, None], out=mask[..., a:z])
-        flat = np.flatnonzero(mask)
+        for (a, z), low in zip(groups, lowest):
+            np.greater_equal(sums[..., a:z], low[k0:k1, :, j0:j1, None], out=mask[..., a:z])
+        flat = _flatnonzero(mask)
         if not flat.size:
             continue
         c = sums.reshape(-1)[flat]
-        k, b, s, r = np.unravel_index(flat, sums.shape)
+        k, b, j, r = np.unravel_index(flat, sums.shape)
         k += k0
-        keep = c >= cutoffs.tables[cutoffs.rows[r], bins[i][k, b, s]]
+        j += j0
+        keep = c >= cutoffs.tables[cutoffs.rows[r], bins[k, b, j]]
         if keep.any():
-            k, b, s, r, c = k[keep], b[keep], s[keep], r[keep], c[keep]
-            found.append(_Candidates(k, b, np.full(len(k), i), s, r, c, pops[i][k, b, s]))
+            k, b, j, r, c = k[keep], b[keep], j[keep], r[keep], c[keep]
+            found.append(_Candidates(k, b, j, r, c, pops[k, b, j]))
             n_found += len(k)
             if n_found >= _CANDIDATE_BATCH:
                 yield _Candidates.concat(found)
                 found, n_found = [], 0
     if found:
         yield _Candidates.concat(found)
+
+
+def _flatnonzero(mask: np.ndarray) -> np.ndarray:
+    """``np.flatnonzero`` of a mostly-False C-contiguous boolean array, 8 bytes at a time."""
+    flat = mask.reshape(-1)
+    cut = len(flat) - len(flat) % 8
+    words = np.flatnonzero(flat[:cut].view(np.uint64))
+    hit = np.flatnonzero(flat[:cut].reshape(-1, 8)[words]).reshape(-1)
+    head = words[hit // 8] * 8 + hit % 8
+    return np.concatenate([head, cut + np.flatnonzero(flat[cut:])]) if cut < len(flat) else head
 
 
 class _Progress:
@@ -752,16 +757,15 @@ def _deal(items: Sequence[Any], n: int) -> list[list[Any]]:
 
 @dataclass
 class _CentreBest:
-    """The best cylinder of each of a set of centres: LLR, prefix, length index, start index."""
+    """The best cylinder of each of a set of centres: LLR, prefix index, interval."""
 
     llr: np.ndarray
     k: np.ndarray
-    i: np.ndarray
-    s: np.ndarray
+    j: np.ndarray
 
     @classmethod
     def empty(cls, size: int) -> _CentreBest:
-        return cls(np.zeros(size), np.full(size, -1), np.full(size, -1), np.full(size, -1))
+        return cls(np.zeros(size), np.full(size, -1), np.full(size, -1))
 
     def offer(self, cand: _Candidates, llr: np.ndarray) -> None:
         """Keep, per centre, the first candidate offered with the strictly largest LLR."""
@@ -771,11 +775,11 @@ class _CentreBest:
         hit = np.flatnonzero((llr == top[b]) & (llr > self.llr[b]))
         bb, first = np.unique(b[hit], return_index=True)
         first = hit[first]
-        self.llr[bb], self.k[bb], self.i[bb], self.s[bb] = llr[first], cand.k[first], cand.i[first], cand.s[first]
+        self.llr[bb], self.k[bb], self.j[bb] = llr[first], cand.k[first], cand.j[first]
 
     def update(self, centres: np.ndarray, local: _CentreBest) -> None:
         """Copy the entries of ``local``, whose positions are those of ``centres``."""
-        for mine, theirs in ((self.llr, local.llr), (self.k, local.k), (self.i, local.i), (self.s, local.s)):
+        for mine, theirs in ((self.llr, local.llr), (self.k, local.k), (self.j, local.j)):
             mine[centres] = theirs
 
 
@@ -1353,9 +1357,8 @@ def _select(design: _Design, best: _CentreBest, n_clusters: int) -> list[_Found]
         if used[sites].any():
             continue
         used[sites] = True
-        d = int(design.lengths[best.i[centre]])
-        start = int(design.starts(best.i[centre])[best.s[centre]])
-        days = np.arange(start, start + d)
+        start = int(design.first_day[best.j[centre]])
+        days = np.arange(start, start + int(design.n_days[best.j[centre]]))
         cases = int(design.sites.cases[np.ix_(sites, days)].sum())
         population = float(design.sites.population[np.ix_(sites, days)].sum())
         out.append(_Found(int(centre), sites, days, float(best.llr[centre]), cases, population, float("nan")))
@@ -1386,7 +1389,7 @@ def _cluster_fields(design: _Design, ids: np.ndarray, f: _Found, rank: int) -> d
 
 
 def _design(model: str, lat, lon, cases: np.ndarray, population: np.ndarray, max_population_share: float,
-            max_radius_km: float | None, lengths: np.ndarray, prospective: bool, min_cases: int) -> _Design:
+            max_radius_km: float | None, intervals: tuple[np.ndarray, np.ndarray], min_cases: int) -> _Design:
     sites = _merge_sites(lat, lon, cases, population)
     C = int(sites.cases.sum())
     N = float(sites.population.sum())
@@ -1396,7 +1399,7 @@ def _design(model: str, lat, lon, cases: np.ndarray, population: np.ndarray, max
             "use model='poisson' (an excellent approximation when incidents are rare)"
         )
     windows = _build_windows(sites.xyz, sites.population.sum(axis=1), max_population_share, max_radius_km)
-    return _Design(model, sites, windows, np.asarray(lengths, dtype=np.int64), prospective, int(min_cases), C, N,
+    return _Design(model, sites, windows, *intervals, int(min_cases), C, N,
                    _count_dtype(C))
 
 
@@ -1498,7 +1501,7 @@ def spatial_scan(
     cases = _numeric(df, cases_col, table, integer=True)
     population = _at_risk(df, model, cases, population_col, controls_col, expected_col, table)
     design = _design(model, lat, lon, cases[:, None].astype(np.int64), population[:, None], max_population_share,
-                     max_radius_km, np.array([1]), False, min_cases)
+                     max_radius_km, _intervals(1, 1, 1, False), min_cases)
     found, maxima = _scan(design, int(n_replicas), seed, int(n_secondary), _n_jobs(n_jobs), progress)
     clusters = tuple(ScanCluster(**_cluster_fields(design, ids, f, j + 1)) for j, f in enumerate(found))
     maxima.setflags(write=False)
@@ -1611,7 +1614,7 @@ def space_time_scan(
     if not 1 <= int(min_days) <= max_days <= T:
         raise ValueError(f"need 1 <= min_days <= max_days <= {T} (days in the data), got {min_days}, {max_days}")
     design = _design(model, lat, lon, cases, pop, max_population_share, max_radius_km,
-                     np.arange(int(min_days), max_days + 1), bool(prospective), min_cases)
+                     _intervals(T, int(min_days), max_days, bool(prospective)), min_cases)
     found, maxima = _scan(design, int(n_replicas), seed, int(n_secondary), _n_jobs(n_jobs), progress)
     dates = pd.date_range(start, end, freq="D")
     clusters = tuple(

@@ -207,8 +207,8 @@ def test_replica_maxima_are_exact():
         lat, lon = 31 + rng.random(S) * 0.05, 121 + rng.random(S) * 0.05
         pop = rng.integers(1, 40, size=(S, T)).astype(float)
         cases = rng.binomial(pop.astype(int), 0.1).astype(np.int64)
-        lengths = np.array([1]) if T == 1 else np.arange(1, T // 2 + 1)
-        design = sc._design(model, lat, lon, cases, pop, 0.5, radius, lengths, prospective, 2)
+        intervals = sc._intervals(T, 1, max(1, T // 2), prospective)
+        design = sc._design(model, lat, lon, cases, pop, 0.5, radius, intervals, 2)
         thresholds = sc._CaseThresholds(design)
         plan = sc._Plan.of(design, 150, 7, 2)  # three seed blocks on two workers
         fast = sc._replica_maxima(design, thresholds, plan, 2, sc._Progress(0, False))
@@ -218,11 +218,10 @@ def test_replica_maxima_are_exact():
         for centre in range(design.sites.n):
             nb = design.windows.of(centre)
             for k in range(len(nb)):
-                for i, d in enumerate(design.lengths):
-                    for s0 in design.starts(i):
-                        c = X[nb[: k + 1], s0 : s0 + d, :].sum(axis=(0, 1)).astype(float)
-                        n = design.sites.population[nb[: k + 1], s0 : s0 + d].sum()
-                        naive = np.maximum(naive, np.where(c >= 2, design.llr(c, np.full(150, n)), 0.0))
+                for s0, d in zip(design.first_day, design.n_days):
+                    c = X[nb[: k + 1], s0 : s0 + d, :].sum(axis=(0, 1)).astype(float)
+                    n = design.sites.population[nb[: k + 1], s0 : s0 + d].sum()
+                    naive = np.maximum(naive, np.where(c >= 2, design.llr(c, np.full(150, n)), 0.0))
         np.testing.assert_array_equal(fast, naive)
 
 
