@@ -33,6 +33,9 @@ success_rate
 median_credit_days
     Median business days from the business date to the credit day over the
     day's credited attempts (missing when none was credited).
+link_corrupted, link_lost, reversals, reversals_failed, corrupted_reversals, lost_reversals
+    Link failures seen in the authorization log (:data:`LINK_FAILURE_COLUMNS`):
+    what :func:`analysis.fixes.simulate_fix` models.
 link_errors
     ``timeout``, ``mac_error``, ``connection_reset`` and ``retransmit`` events
     on the merchant's terminals that Shanghai calendar day;
@@ -80,11 +83,21 @@ COUNTED_OUTCOMES = (
     "reversal_failed", "not_cleared", "returned", "credit_overdue", "credited_late",
     "in_cycle", "declined", "reversed",
 )
+#: Response codes of a corrupted message (format error, MAC failure) and of a late response.
+CORRUPTED_CODES = ("A0", "30")
+LATE_CODES = ("68",)
+#: Link failures and reversals per attempt: ``link_corrupted`` (reversal reason or response
+#: ``A0``, response ``30``), ``link_lost`` (no response, reversal reason ``98`` or a late
+#: ``68``), ``reversals`` (a reversal was needed: sent, failed, or no answer and none sent),
+#: ``reversals_failed`` (not acknowledged or never sent), and the reversals among each kind.
+LINK_FAILURE_COLUMNS = ("link_corrupted", "link_lost", "reversals", "reversals_failed",
+                        "corrupted_reversals", "lost_reversals")
 #: Infrastructure columns of the merchant's dominant terminal.
 INFRA_COLUMNS = ("network_segment", "model", "firmware")
 #: Count columns of the panel (summable over any grouping).
 COUNT_COLUMNS = (
-    "attempts", "approved", "unsettled", "money_not_arrived", *COUNTED_OUTCOMES, "link_errors",
+    "attempts", "approved", "unsettled", "money_not_arrived", *COUNTED_OUTCOMES,
+    *LINK_FAILURE_COLUMNS, "link_errors",
 )
 #: Rates derived from the counts: name -> (numerator, denominator, scale).
 RATES = {
@@ -106,12 +119,30 @@ def _attempts(reconciled: pd.DataFrame) -> pd.DataFrame:
               "unsettled": outcome.isin(UNSETTLED_OUTCOMES).to_numpy().astype(np.int64),
               "money_not_arrived": outcome.isin(NOT_ARRIVED_OUTCOMES).to_numpy().astype(np.int64)}
     counts |= {o: outcome.eq(o).to_numpy().astype(np.int64) for o in COUNTED_OUTCOMES}
+    counts |= _link_failures(rows)
     out = pd.DataFrame(counts, index=rows.index)
     out["merchant_id"] = rows["merchant_id"].to_numpy()
     out["business_date"] = rows["business_date"].to_numpy()
     out["deadline"] = pd.to_datetime(rows["deadline"]).to_numpy()
     out["credit_days"] = pd.to_numeric(rows["credit_business_days"]).astype("float64").to_numpy()
     return out
+
+
+def _link_failures(rows: pd.DataFrame) -> dict[str, np.ndarray]:
+    """0/1 columns of link failures and reversals per attempt (see :data:`LINK_FAILURE_COLUMNS`)."""
+    code = rows["response_code"]
+    no_response = code.isna().to_numpy()
+    reversal = rows["reversal"].fillna("none")
+    reason = rows["reversal_reason"] if "reversal_reason" in rows else pd.Series(pd.NA, index=rows.index)
+    corrupted = (reason.eq("A0") | code.isin(CORRUPTED_CODES)).fillna(False).to_numpy(bool)
+    lost = no_response | (reason.eq("98") | code.isin(LATE_CODES)).fillna(False).to_numpy(bool)
+    unanswered = no_response & reversal.eq("none").to_numpy()
+    needs = reversal.isin(["sent", "failed"]).to_numpy() | unanswered
+    failed = reversal.eq("failed").to_numpy() | unanswered
+    out = {"link_corrupted": corrupted, "link_lost": lost & ~corrupted, "reversals": needs,
+           "reversals_failed": failed, "corrupted_reversals": corrupted & needs,
+           "lost_reversals": lost & ~corrupted & needs}
+    return {k: v.astype(np.int64) for k, v in out.items()}
 
 
 def _link_errors(
@@ -307,6 +338,7 @@ __all__ = [
     "ATTEMPT_TYPES",
     "COUNT_COLUMNS",
     "INFRA_COLUMNS",
+    "LINK_FAILURE_COLUMNS",
     "NOT_ARRIVED_OUTCOMES",
     "RATES",
     "UNSETTLED_OUTCOMES",

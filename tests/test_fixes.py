@@ -337,3 +337,96 @@ def test_intervals_cover_the_true_effects_of_simulated_fixes():
     assert head["n"] >= 22
     assert head["coverage"] >= 0.9, table.to_string()
     assert abs(head["bias"]) < 0.004
+
+
+# ---------------------------------------------------------------------------------
+# What if: avoided incidents of a fix not yet made
+# ---------------------------------------------------------------------------------
+
+from functools import lru_cache  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from analysis.fixes import simulate_fix  # noqa: E402
+
+FAULT_PERIOD = ("2026-03-05", "2026-03-20")
+
+
+@lru_cache(maxsize=None)
+def _whatif_city(kind: str, seed: int):
+    cfg = CityConfig(seed=seed, n_merchants=60, n_neighbourhoods=3, days=36,
+                     faults=(UnstableLink(start="2026-03-04 08:00"),),
+                     fixes=(Fix(kind, "network_segment", None, "2026-03-20 01:30"),))
+    city = simulate_city(cfg)
+    ds = Dataset(**city.tables)
+    rec = reconcile(ds.transactions, ds.settlements, ds.merchants, as_of=default_as_of(ds))
+    panel = daily_panel(rec, ds.terminals, ds.terminal_events, level="terminal")
+    return city, ds, panel
+
+
+def _scope(city):
+    t = city.truth.fix_effects[0]["scope"]
+    return (t["scope_type"], t["scope_value"])
+
+
+def test_whatif_validation_predicts_the_true_effect():
+    ratios, inside = [], 0
+    for seed in range(3):
+        city, _, panel = _whatif_city("message_validation", seed)
+        w = simulate_fix(panel, _scope(city), "message_validation", period=FAULT_PERIOD)
+        truth = -city.truth.fix_effects[0]["true_effect"]
+        inside += w.avoided_unsettled_rate[1] <= truth <= w.avoided_unsettled_rate[2]
+        ratios.append(w.avoided_incident_rate[0] / -city.truth.fix_effects[0]["true_effect_link_failures"])
+    assert inside >= 2
+    assert 0.5 < np.mean(ratios) < 2.0, ratios
+
+
+def test_whatif_upgrade_is_in_the_ballpark_of_the_measured_effect():
+    for seed in range(2):
+        city, ds, panel = _whatif_city("network_upgrade", seed)
+        w = simulate_fix(panel, _scope(city), "network_upgrade", period=FAULT_PERIOD, reduction=0.9)
+        measured = evaluate_fix(panel, "CHG-001", interventions=ds.interventions, n_boot=0)
+        eventual = -measured.diagnostics["eventual_effect"]
+        assert 0.5 < w.avoided_unsettled_rate[0] / eventual < 2.0
+        # the prediction's interval and the measurement's overlap
+        assert w.avoided_unsettled_rate[1] <= -measured.ci_low
+        # ballpark = within a factor of 2: the fault's day-to-day intensity alone moves a
+        # two-week mean by ~15%, and the truth's after period is not the fitted period
+        link = -city.truth.fix_effects[0]["true_effect_link_failures"]
+        assert 0.5 < w.avoided_incident_rate[0] / link < 2.0
+    text = w.summary()
+    assert text.startswith("With the network upgrade on segment") and "fewer incidents" in text
+    assert w.plot().get_xlabel().startswith("avoided unsettled rate")
+
+
+def test_whatif_needs_a_known_kind_and_data():
+    city, _, panel = _whatif_city("network_upgrade", 0)
+    with pytest.raises(ValueError, match="models"):
+        simulate_fix(panel, _scope(city), "firmware_update")
+    with pytest.raises(ValueError, match="no mature attempts"):
+        simulate_fix(panel, ("network_segment", "NO-SUCH"), "network_upgrade")
+
+
+@settings(max_examples=25, deadline=None)
+@given(a=st.floats(0.0, 0.4), b=st.floats(0.0, 0.4),
+       kind=st.sampled_from(["network_upgrade", "message_validation"]))
+def test_whatif_is_monotone_in_the_link_error_rate(a, b, kind):
+    city, _, panel = _whatif_city("network_upgrade", 0)
+    lo, hi = sorted((a, b))
+    w_lo = simulate_fix(panel, _scope(city), kind, period=FAULT_PERIOD, link_error_rate=lo, n_draws=300)
+    w_hi = simulate_fix(panel, _scope(city), kind, period=FAULT_PERIOD, link_error_rate=hi, n_draws=300)
+    assert w_lo.avoided_unsettled_rate[0] <= w_hi.avoided_unsettled_rate[0] + 1e-12
+    assert w_lo.avoided_incident_rate[0] <= w_hi.avoided_incident_rate[0] + 1e-12
+
+
+@settings(max_examples=15, deadline=None)
+@given(r1=st.integers(0, 5), r2=st.integers(0, 5), rate=st.floats(0.0, 0.4))
+def test_whatif_is_monotone_in_retries(r1, r2, rate):
+    city, _, panel = _whatif_city("network_upgrade", 0)
+    lo, hi = sorted((r1, r2))
+    kw = dict(period=FAULT_PERIOD, link_error_rate=rate, n_draws=300)
+    w_lo = simulate_fix(panel, _scope(city), "message_validation", retries=lo, **kw)
+    w_hi = simulate_fix(panel, _scope(city), "message_validation", retries=hi, **kw)
+    assert w_lo.avoided_unsettled_rate[0] <= w_hi.avoided_unsettled_rate[0] + 1e-12
+    assert w_lo.avoided_incident_rate[0] <= w_hi.avoided_incident_rate[0] + 1e-12
