@@ -61,16 +61,23 @@ How the Monte Carlo is computed (exactly, and vectorized)
 ----------------------------------------------------------
 For a chunk of centres, replica case counts (an ``(sites, days, replicas)``
 integer array, 16-bit when C allows) are gathered in neighbour order and summed
-cumulatively, so one array operation gives every window's count in every
-replica. Because the LLR of a high-rate window grows with its cases and falls
-with its population, a replica's maximum can only change at windows whose count
+cumulatively along it (and over days, then differenced for every interval), so
+a few array operations give every cylinder's count in every replica. Because
+the LLR of a high-rate window grows with its cases and falls with its
+population, a replica's maximum can only change at cylinders whose count
 reaches the smallest count that would beat the best LLR found so far for that
-replica; that count is a step function of the window population, tabulated once
-per threshold. The comparison is integer-only; logarithms are taken only for the
-few windows that pass, so the result is the exact maximum over all windows.
-Replicas are grouped by their current best LLR so that a weak replica does not
-loosen the threshold of the others. Work is split over threads
-(``n_jobs``); results do not depend on the number of threads.
+replica; that count is a step function of the population, tabulated per
+threshold on 0.1%-wide population bins. The comparison is integer-only;
+logarithms are taken only for the few cylinders that pass, so the result is the
+exact maximum over all windows (``tests/test_scan.py`` checks it against a
+naive loop). The one-location windows are scanned first to give every replica
+a threshold, and replicas are compared in groups of similar thresholds.
+
+Replicas are drawn in blocks of 64, each from its own child of the seed's
+``numpy.random.SeedSequence``, and the blocks are dealt to ``n_jobs`` forked
+worker processes (processes, because the many mid-sized numpy calls would make
+threads wait for the interpreter lock). Results depend on the seed only, not on
+``n_jobs``, row order or memory batching. Small scans run in one process.
 
 Examples
 --------
@@ -92,11 +99,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 import multiprocessing
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -430,24 +437,27 @@ def _count_dtype(C: int) -> np.dtype:
 # --------------------------------------------------------------------------- cylinder sums
 
 
-def _temporal_prefix(x: np.ndarray) -> np.ndarray:
-    """Cumulative sums over days with a leading zero: (..., T, R) -> (..., T + 1, R)."""
-    out = np.zeros(x.shape[:-2] + (x.shape[-2] + 1, x.shape[-1]), x.dtype)
-    if x[..., 0, :].size >= 1024:  # long rows: a loop of vectorized adds beats accumulate on a middle axis
-        for t in range(x.shape[-2]):
-            np.add(out[..., t, :], x[..., t, :], out=out[..., t + 1, :])
-    else:
-        np.cumsum(x, axis=-2, dtype=x.dtype, out=out[..., 1:, :])
-    return out
+def _cumulate(x: np.ndarray, axis: int = 0) -> None:
+    """In-place cumulative sum along ``axis``.
 
-
-def _cumulate(g: np.ndarray) -> None:
-    """In-place cumulative sum along axis 0 (same trade-off as above)."""
+    With long rows, a loop of vectorized row additions is several times faster
+    than ``np.add.accumulate`` along a leading axis; with short rows the loop's
+    per-call cost dominates.
+    """
+    g = np.moveaxis(x, axis, 0)
     if g[0].size >= 1024:
         for k in range(1, len(g)):
             np.add(g[k], g[k - 1], out=g[k])
     else:
         np.add.accumulate(g, axis=0, out=g)
+
+
+def _temporal_prefix(x: np.ndarray) -> np.ndarray:
+    """Cumulative sums over days with a leading zero: (..., T, R) -> (..., T + 1, R)."""
+    out = np.zeros(x.shape[:-2] + (x.shape[-2] + 1, x.shape[-1]), x.dtype)
+    out[..., 1:, :] = x
+    _cumulate(out[..., 1:, :], axis=-2)
+    return out
 
 
 def _cylinder_sums(Y: np.ndarray, order: np.ndarray, first_day: np.ndarray, n_days: np.ndarray, budget: int):
@@ -730,7 +740,7 @@ def _parallel_map(fn: Callable[[Any], Any], items: Sequence[Any], n_jobs: int, p
     threads would mostly wait for the interpreter lock. Without ``fork`` (not
     Linux/macOS), or with one job, the items are processed here, in order.
     """
-    if n_jobs <= 1 or len(items) <= 1 or not _CAN_FORK:
+    if n_jobs <= 1 or len(items) <= 1 or not _CAN_FORK or multiprocessing.current_process().daemon:
         out = []
         for item in items:
             out.append(fn(item))
@@ -981,7 +991,7 @@ class ScanCluster:
         return f"{type(self).__name__}({self._fields()})"
 
     def to_dict(self) -> dict[str, Any]:
-        """The cluster as a flat dict (member ids joined by spaces under ``members``)."""
+        """The cluster as a flat dict, ``member_ids`` joined by spaces (one CSV cell)."""
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
         d["n_locations"] = self.n_locations
         d["member_ids"] = " ".join(map(str, self.member_ids))
@@ -1078,10 +1088,8 @@ class ScanResult:
 
     def to_frame(self) -> pd.DataFrame:
         """One row per cluster (rank, centre, members, radius, cases, expected, RR, LLR, p)."""
-        cols = list(ScanCluster.__dataclass_fields__) + ["n_locations"]
-        if self.clusters:
-            cols = list(self.clusters[0].to_dict())
-        return pd.DataFrame([c.to_dict() for c in self.clusters], columns=cols)
+        rows = [c.to_dict() for c in self.clusters]
+        return pd.DataFrame(rows, columns=list(rows[0]) if rows else None)
 
     def _limits(self) -> str:
         parts = [f"windows up to {self.max_population_share:.0%} of the population"]
@@ -1452,7 +1460,8 @@ def spatial_scan(
     n_secondary : int, default 10
         Largest number of secondary clusters reported.
     n_jobs : int, optional
-        Threads for the Monte Carlo (default: all available CPUs). Results do
+        Worker processes for the Monte Carlo (default: all available CPUs;
+        small scans and platforms without ``fork`` use one). Results do
         not depend on it.
     progress : bool, default False
         Show a progress bar.
