@@ -665,7 +665,8 @@ class _Design:
     notes: tuple[str, ...]
 
 
-def _build_design(panel, periods, treated, control, *, screen_alpha, mature_col="mature") -> _Design:
+def _build_design(panel, periods, treated, control, *, screen_alpha) -> _Design:
+    """The rows of both periods of the treated and control units, controls screened."""
     post = periods.label(panel["business_date"])
     keep = (post >= 0) & (treated | control)
     rows = panel.loc[keep].copy()
@@ -849,9 +850,8 @@ def _daily_series(design: _Design, components: Sequence[Component], group: int) 
     sel = (cell >= T0) if group else (cell < T0)
     num, den = _component_arrays(rows.loc[sel], components)
     complete = np.ones(sel.sum(), bool)
-    for j, c in enumerate(components):
-        if c.mature_only:
-            complete &= rows.loc[sel, "mature"].to_numpy(bool)
+    if any(c.mature_only for c in components):
+        complete = rows.loc[sel, "mature"].to_numpy(bool)
     base = rows.loc[sel, components[0].denominator].to_numpy(float)
     frame = pd.DataFrame({"date": rows.loc[sel, "business_date"].to_numpy(),
                           "post": (cell[sel] % 2).astype(int), "num": num.sum(1) * complete,
@@ -907,14 +907,19 @@ def _fmt_rate(metric: str, value: float) -> str:
     return f"{100 * value:.2f}%" if abs(value) < 0.01 else f"{100 * value:.1f}%"
 
 
-def _fmt_change(metric: str, value: float) -> str:
+def _decimals(metric: str, value: float) -> int:
+    """Decimals that show a change of this size (percentage points or per-100 units)."""
+    v = abs(value) * (1 if metric in _UNITS else 100)
+    return 2 if (not np.isfinite(v) or v < 0.1 or metric in _UNITS) else 1
+
+
+def _fmt_change(metric: str, value: float, decimals: int | None = None) -> str:
+    """A signed change in percentage points (or in the metric's own unit)."""
     if not np.isfinite(value):
         return "n/a"
     sign = "−" if value < 0 else "+"
-    if metric in _UNITS:
-        return f"{sign}{abs(value):.2f}"
-    v = 100 * abs(value)
-    return f"{sign}{v:.2f}" if v < 0.1 else f"{sign}{v:.1f}"
+    d = _decimals(metric, value) if decimals is None else decimals
+    return f"{sign}{abs(value) * (1 if metric in _UNITS else 100):.{d}f}"
 
 
 def _scope_words(scope_type: str, scope_value: str) -> str:
@@ -1019,11 +1024,12 @@ class FixEffect:
                     f"{': ' + self.notes[0] if self.notes else ''}.")
         move = "fell" if self.after < self.before else "rose" if self.after > self.before else "stayed"
         unit = "points" if self.metric not in _UNITS else _UNITS[self.metric][2]
-        ci = (f", 95% CI {_fmt_change(self.metric, self.ci_low)} to "
-              f"{_fmt_change(self.metric, self.ci_high)}" if np.isfinite(self.ci_low) else "")
+        d = _decimals(self.metric, self.effect)
+        ci = (f", 95% CI {_fmt_change(self.metric, self.ci_low, d)} to "
+              f"{_fmt_change(self.metric, self.ci_high, d)}" if np.isfinite(self.ci_low) else "")
         text = (f"After {what} on {day} {metric} {where} {move} from "
                 f"{_fmt_rate(self.metric, self.before)} to {_fmt_rate(self.metric, self.after)} "
-                f"({_fmt_change(self.metric, self.effect)} {unit}{ci})")
+                f"({_fmt_change(self.metric, self.effect, d)} {unit}{ci})")
         if np.isfinite(self.control_before):
             cb, ca = _fmt_rate(self.metric, self.control_before), _fmt_rate(self.metric, self.control_after)
             text += (f" while control merchants stayed at {ca}" if cb == ca
@@ -1128,9 +1134,12 @@ class FixEvaluation:
         return pd.DataFrame(rows, columns=cols)
 
     def summary(self) -> str:
-        """One sentence per fix on the unsettled rate, then every note."""
-        lines = [f"{', '.join((e.change_id, *e.evaluated_with))}: {e.sentence()}"
-                 for e in self.effects if e.metric == "unsettled_rate"]
+        """One sentence per fix on the unsettled rate with its notes, then the dataset's notes."""
+        lines = []
+        for e in self.effects:
+            if e.metric == "unsettled_rate":
+                lines.append(f"{', '.join((e.change_id, *e.evaluated_with))}: {e.sentence()}")
+                lines += [f"    - {n}" for n in e.notes]
         lines += [f"- {n}" for n in self.notes]
         return "\n".join(lines) if lines else "No interventions to evaluate."
 
@@ -1349,6 +1358,7 @@ def _effect(design: _Design, periods: FixPeriods, row: dict, metric: str, *, alp
             info["cell_rate"] = _observed_cell_rates(num, design.rows[comps[0].denominator]
                                                      .to_numpy(float), cell)
             info["n_treated"] = int(design.rows.loc[cell >= T0, "merchant_id"].nunique())
+    remarks += _interval_remarks(methods, metric)
     primary = next((m for m in methods if m.method == _PRIMARY), None)
     if primary is None:
         primary = next((m for m in methods if m.method == "its_segmented"), None)
@@ -1387,6 +1397,22 @@ def _effect(design: _Design, periods: FixPeriods, row: dict, metric: str, *, alp
         periods=periods,
         diagnostics=info.get("diagnostics", {}),
     )
+
+
+def _interval_remarks(methods: list[_Estimate], metric: str) -> list[str]:
+    """Say so when the population (bootstrap) interval excludes 0 but the SATT interval does not."""
+    by = {m.method: m for m in methods}
+    did, boot = by.get(_PRIMARY), by.get("did_bootstrap")
+    if did is None or boot is None or not np.isfinite(boot.ci_low):
+        return []
+    if did.ci_low <= 0 <= did.ci_high and not boot.ci_low <= 0 <= boot.ci_high:
+        unit = "points" if metric not in _UNITS else _UNITS[metric][2]
+        return [f"the fix changed the expected rate (cluster bootstrap 95% CI "
+                f"{_fmt_change(metric, boot.ci_low)} to {_fmt_change(metric, boot.ci_high)} {unit}); "
+                "the primary interval is wider because it is about what these particular "
+                "after-period attempts would have suffered without the fix, which a short or "
+                "lumpy period leaves uncertain"]
+    return []
 
 
 def _plot_series(design: _Design, comps) -> pd.DataFrame:

@@ -430,3 +430,11 @@ def test_whatif_is_monotone_in_retries(r1, r2, rate):
     w_hi = simulate_fix(panel, _scope(city), "message_validation", retries=hi, **kw)
     assert w_lo.avoided_unsettled_rate[0] <= w_hi.avoided_unsettled_rate[0] + 1e-12
     assert w_lo.avoided_incident_rate[0] <= w_hi.avoided_incident_rate[0] + 1e-12
+
+
+def test_doctests():
+    import doctest
+
+    import analysis.fixes as module
+
+    assert doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0

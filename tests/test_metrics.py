@@ -124,6 +124,14 @@ def test_merchant_day_columns(panel):
     assert r["mcc"] == "5411"
 
 
+def test_link_failures_and_reversals(panel):
+    r = row(panel, "M1", "2026-03-10")
+    # C: no response, reversal 98 failed (lost); E: MAC failure, reversal A0 sent (corrupted)
+    assert r["link_lost"] == 1 and r["link_corrupted"] == 1
+    assert r["reversals"] == 2 and r["reversals_failed"] == 1
+    assert r["lost_reversals"] == 1 and r["corrupted_reversals"] == 1
+
+
 def test_refund_is_not_an_attempt_and_late_credit_has_its_days(panel):
     r = row(panel, "M1", "2026-03-11")
     assert r["attempts"] == 1 and r["credited_late"] == 1
@@ -172,3 +180,11 @@ def test_dominant_terminal_and_without_events(dataset, reconciled):
 def test_bad_level_is_refused(dataset, reconciled):
     with pytest.raises(ValueError, match="level"):
         daily_panel(reconciled, dataset.terminals, level="segment")
+
+
+def test_doctests():
+    import doctest
+
+    import analysis.metrics as module
+
+    assert doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0

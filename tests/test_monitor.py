@@ -117,3 +117,11 @@ def test_monitor_clusters_flags_the_faulty_segment_first(fixed_and_broken):
     others = table.loc[table["group"].ne(seg), "n_alarms"]
     assert others.mean() < 1.0
     assert seg in table.attrs["charts"]
+
+
+def test_doctests():
+    import doctest
+
+    import analysis.monitor as module
+
+    assert doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0
