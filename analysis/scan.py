@@ -322,7 +322,8 @@ class _Windows:
         return out
 
 
-def _build_windows(xyz: np.ndarray, population: np.ndarray, max_share: float, max_radius_km: float | None) -> _Windows:
+def _build_windows(xyz: np.ndarray, population: np.ndarray, max_share: float, max_radius_km: float | None,
+                   n_jobs: int = 1) -> _Windows:
     """Every centre's neighbours by chord distance (ties: lesser x, y, z), cut at the caps.
 
     The population cap is inclusive (``cumulative <= max_share · total``, with a
@@ -343,13 +344,20 @@ def _build_windows(xyz: np.ndarray, population: np.ndarray, max_share: float, ma
             d2 = ((pts[cand] - xyz[i]) ** 2).sum(axis=1)
             o = np.argsort(d2, kind="stable")
             lists.append(rank[_prefix(cand[o][None], d2[o][None], pop, cap, max_radius_km)[0]])
-    else:
-        lists = []
+    else:  # sort all sites for every centre, a slab of centres at a time
         step = max(1, (1 << 20) // max(S, 1))
-        for i0 in range(0, S, step):
-            d2 = ((pts[None, :, :] - xyz[i0 : i0 + step, None, :]) ** 2).sum(axis=2)
-            o = _sorted_columns(d2)
-            lists.extend(rank[x] for x in _prefix(o, np.take_along_axis(d2, o, axis=1), pop, cap, None))
+
+        def slabs(starts: np.ndarray) -> list[np.ndarray]:
+            out = []
+            for i0 in starts:
+                d2 = ((pts[None, :, :] - xyz[i0 : i0 + step, None, :]) ** 2).sum(axis=2)
+                o = _sorted_columns(d2)
+                out.extend(rank[x] for x in _prefix(o, np.take_along_axis(d2, o, axis=1), pop, cap, None))
+            return out
+
+        jobs = n_jobs if S * S >= _PARALLEL_WORK // 8 else 1
+        parts = np.array_split(np.arange(0, S, step), min(jobs, math.ceil(S / step)))
+        lists = [x for part in _parallel_map(slabs, parts, jobs, _Progress(0, False)) for x in part]
     for i, lst in enumerate(lists):  # the centre itself comes first (distance 0)
         if len(lst) and lst[0] != i:
             lists[i] = np.concatenate([[i], lst[lst != i]])[: len(lst)]
@@ -1397,7 +1405,8 @@ def _cluster_fields(design: _Design, ids: np.ndarray, f: _Found, rank: int) -> d
 
 
 def _design(model: str, lat, lon, cases: np.ndarray, population: np.ndarray, max_population_share: float,
-            max_radius_km: float | None, intervals: tuple[np.ndarray, np.ndarray], min_cases: int) -> _Design:
+            max_radius_km: float | None, intervals: tuple[np.ndarray, np.ndarray], min_cases: int,
+            n_jobs: int = 1) -> _Design:
     sites = _merge_sites(lat, lon, cases, population)
     C = int(sites.cases.sum())
     N = float(sites.population.sum())
@@ -1406,7 +1415,7 @@ def _design(model: str, lat, lon, cases: np.ndarray, population: np.ndarray, max
             f"the Bernoulli replicas handle up to {_MAX_BERNOULLI_TOTAL:,} transactions, found {N:,.0f}; "
             "use model='poisson' (an excellent approximation when incidents are rare)"
         )
-    windows = _build_windows(sites.xyz, sites.population.sum(axis=1), max_population_share, max_radius_km)
+    windows = _build_windows(sites.xyz, sites.population.sum(axis=1), max_population_share, max_radius_km, n_jobs)
     return _Design(model, sites, windows, *intervals, int(min_cases), C, N,
                    _count_dtype(C))
 
@@ -1510,7 +1519,7 @@ def spatial_scan(
     cases = _numeric(df, cases_col, table, integer=True)
     population = _at_risk(df, model, cases, population_col, controls_col, expected_col, table)
     design = _design(model, lat, lon, cases[:, None].astype(np.int64), population[:, None], max_population_share,
-                     max_radius_km, _intervals(1, 1, 1, False), min_cases)
+                     max_radius_km, _intervals(1, 1, 1, False), min_cases, _n_jobs(n_jobs))
     found, maxima = _scan(design, int(n_replicas), seed, int(n_secondary), _n_jobs(n_jobs), progress)
     clusters = tuple(ScanCluster(**_cluster_fields(design, ids, f, j + 1)) for j, f in enumerate(found))
     maxima.setflags(write=False)
@@ -1623,7 +1632,7 @@ def space_time_scan(
     if not 1 <= int(min_days) <= max_days <= T:
         raise ValueError(f"need 1 <= min_days <= max_days <= {T} (days in the data), got {min_days}, {max_days}")
     design = _design(model, lat, lon, cases, pop, max_population_share, max_radius_km,
-                     _intervals(T, int(min_days), max_days, bool(prospective)), min_cases)
+                     _intervals(T, int(min_days), max_days, bool(prospective)), min_cases, _n_jobs(n_jobs))
     found, maxima = _scan(design, int(n_replicas), seed, int(n_secondary), _n_jobs(n_jobs), progress)
     dates = pd.date_range(start, end, freq="D")
     clusters = tuple(
