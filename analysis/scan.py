@@ -405,8 +405,19 @@ class _Design:
     def T(self) -> int:
         return self.sites.cases.shape[1]
 
+    @property
+    def days(self) -> slice:
+        """The days some interval covers (arrays handed to the scan hold only these)."""
+        return slice(int(self.first_day.min()), int((self.first_day + self.n_days).max()))
+
+    @property
+    def interval_starts(self) -> np.ndarray:
+        """First day of each interval, counted from ``days.start``."""
+        return self.first_day - self.days.start
+
     def padded(self, values: np.ndarray, dtype) -> np.ndarray:
-        """(S + 1, T, R) array with a zero row for padding (index S)."""
+        """(S + 1, days, R) contiguous array of ``values[:, days]`` with a zero row for padding (index S)."""
+        values = values[:, self.days]
         out = np.zeros((self.sites.n + 1,) + values.shape[1:], dtype=dtype)
         out[:-1] = values
         return out
@@ -468,20 +479,31 @@ def _temporal_prefix(x: np.ndarray) -> np.ndarray:
     return out
 
 
+def _interval_runs(first_day: np.ndarray, n_days: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Split intervals into runs ``(j0, j1, d, s0)``: intervals j0..j1-1 last d days and start on s0, s0+1, ..."""
+    cut = np.flatnonzero((np.diff(n_days) != 0) | (np.diff(first_day) != 1)) + 1
+    bounds = np.concatenate([[0], cut, [len(first_day)]])
+    return [(int(j0), int(j1), int(n_days[j0]), int(first_day[j0])) for j0, j1 in zip(bounds[:-1], bounds[1:])]
+
+
 def _cylinder_sums(Y: np.ndarray, order: np.ndarray, first_day: np.ndarray, n_days: np.ndarray, budget: int):
     """Cylinder totals for a chunk of centres, by blocks of prefixes and of intervals.
+
+    Intervals that all end on the last day (prospective scans) are read off
+    suffix sums; others off prefix sums, run by run of equal length, as
+    differences of two slices.
 
     Parameters
     ----------
     Y : ndarray, shape (S + 1, T, R)
-        Values per site, day and replica; row S is zeros (padding).
+        Values per site, day and replica (C-contiguous; only the days some
+        interval covers); row S is zeros (padding).
     order : ndarray, shape (K, B)
         Neighbour sites of B centres in scan order.
     first_day, n_days : ndarray, shape (I,)
         The temporal intervals.
     budget : int
-        Largest number of elements of a yielded array (at least one prefix
-        and one interval).
+        Elements of a block of prefixes (at least one prefix is taken).
 
     Yields
     ------
@@ -491,8 +513,9 @@ def _cylinder_sums(Y: np.ndarray, order: np.ndarray, first_day: np.ndarray, n_da
     """
     K, B = order.shape
     _, T, R = Y.shape
+    suffix = bool(np.all(first_day + n_days == T))
+    runs = _interval_runs(first_day, n_days)
     kb = max(1, min(K, budget // (B * T * R)))
-    jb = max(1, budget // (kb * B * R))
     carry = np.zeros((B, T, R), Y.dtype)
     for k0 in range(0, K, kb):
         g = np.take(Y, order[k0 : k0 + kb], axis=0)  # (m, B, T, R)
@@ -501,19 +524,19 @@ def _cylinder_sums(Y: np.ndarray, order: np.ndarray, first_day: np.ndarray, n_da
         carry = g[-1].copy()
         if T == 1 and len(first_day) == 1:  # purely spatial: the one interval is the one day
             yield k0, 0, g
-            continue
-        P = _temporal_prefix(g)
-        for j0 in range(0, len(first_day), jb):
-            start, end = first_day[j0 : j0 + jb], first_day[j0 : j0 + jb] + n_days[j0 : j0 + jb]
-            sums = np.take(P, end, axis=2)
-            sums -= np.take(P, start, axis=2)
-            yield k0, j0, sums
+        elif suffix:
+            _cumulate(g[:, :, ::-1], axis=-2)  # g[..., t, :] = total from day t to the last
+            yield k0, 0, np.take(g, first_day, axis=2)
+        else:
+            P = _temporal_prefix(g)
+            for j0, j1, d, s0 in runs:
+                yield k0, j0, P[:, :, s0 + d : s0 + d + j1 - j0] - P[:, :, s0 : s0 + j1 - j0]
 
 
 def _chunk_populations(design: _Design, order: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Population of every cylinder of a chunk: (K, B, I); inf for invalid windows."""
     n = np.empty((len(order), order.shape[1], len(design.first_day)))
-    for k0, j0, sums in _cylinder_sums(design.padded_population, order, design.first_day, design.n_days, 1 << 62):
+    for k0, j0, sums in _cylinder_sums(design.padded_population, order, design.interval_starts, design.n_days, 1 << 40):
         n[k0 : k0 + len(sums), :, j0 : j0 + sums.shape[2]] = sums[..., 0]
     n[~valid] = np.inf
     return n
@@ -671,7 +694,7 @@ def _scan_chunk(
     lowest = [cutoffs.tables[row][bins] for row in cutoffs.lowest]
     found: list[_Candidates] = []
     n_found = 0
-    for k0, j0, sums in _cylinder_sums(Y, order, design.first_day, design.n_days, _BLOCK_ELEMENTS):
+    for k0, j0, sums in _cylinder_sums(Y, order, design.interval_starts, design.n_days, _BLOCK_ELEMENTS):
         k1, j1 = k0 + sums.shape[0], j0 + sums.shape[2]
         mask = np.empty(sums.shape, bool)
         for (a, z), low in zip(groups, lowest):
@@ -868,7 +891,7 @@ def _replica_block_maxima(design: _Design, thresholds: _CaseThresholds, plan: _P
 
 
 def _draw_null(design: _Design, rng: np.random.Generator, R: int) -> np.ndarray:
-    """R null replicas as a padded (S + 1, T, R) count array (totals fixed at C)."""
+    """R null replicas as a padded (S + 1, days, R) count array (totals fixed at C over all days)."""
     S, T = design.sites.cases.shape
     weights = design.sites.population.ravel()
     cells = np.flatnonzero(weights > 0)
@@ -882,7 +905,7 @@ def _draw_null(design: _Design, rng: np.random.Generator, R: int) -> np.ndarray:
         else:
             draws = rng.multinomial(design.C, weights[cells] / weights[cells].sum(), size=size)
         flat[cells, r0 : r0 + size] = draws.T
-    return X
+    return X if design.days == slice(0, T) else X[:, design.days].copy()
 
 
 @dataclass(frozen=True)
