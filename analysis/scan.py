@@ -143,8 +143,6 @@ _SEED_BLOCK = 64
 _DRAW_ELEMENTS = 1 << 23
 #: Candidates (cylinder x replica) whose LLR is computed together.
 _CANDIDATE_BATCH = 1 << 18
-#: Replicas, sorted by a first maximum, are filtered in groups cut at these shares.
-_GROUP_SHARES = (0.0, 0.01, 0.05, 0.2, 0.5, 1.0)
 #: Bernoulli totals the hypergeometric sampler can handle exactly.
 _MAX_BERNOULLI_TOTAL = 10**9 - 1
 
@@ -639,21 +637,19 @@ class _CaseThresholds:
 class _Cutoffs:
     """Each replica's LLR threshold, as a row of minimum-case tables per population bin.
 
-    Replicas (columns) are in contiguous groups; counts are first compared with
-    the lowest threshold of their group, then with their replica's own.
+    Counts are first compared with the lowest threshold of all replicas (one
+    contiguous comparison), then the few that pass with their replica's own.
     """
 
     rows: np.ndarray  # (R,) row of ``tables`` for each replica
     tables: np.ndarray  # (levels, bins + 1) minimum cases
-    bounds: np.ndarray  # (G + 1,) group boundaries over replicas
-    lowest: np.ndarray  # (G,) row of the lowest threshold in each group
+    lowest: int  # row of the lowest threshold
 
     @classmethod
-    def of(cls, best: np.ndarray, thresholds: _CaseThresholds, bounds: np.ndarray) -> _Cutoffs:
+    def of(cls, best: np.ndarray, thresholds: _CaseThresholds) -> _Cutoffs:
         levels = thresholds.levels(best)
         rows, tables = thresholds.rows(levels)
-        lowest = np.array([rows[a + np.argmin(levels[a:b])] for a, b in zip(bounds[:-1], bounds[1:])])
-        return cls(rows, tables, bounds, lowest)
+        return cls(rows, tables, int(rows[np.argmin(levels)]))
 
 
 class _Candidates(NamedTuple):
@@ -681,8 +677,8 @@ def _scan_chunk(
 ) -> Iterator[_Candidates]:
     """Find, in one chunk of centres, every cylinder and replica that may beat its threshold.
 
-    Counts are compared with the lowest threshold of the replica's group, then
-    the few that pass with their replica's own. Only integer comparisons are
+    Counts are compared with the lowest threshold of any replica, then the few
+    that pass with their replica's own. Only integer comparisons are
     made here; candidates come in batches. Only the first ``prefixes`` windows
     of each centre are scanned when given.
     """
@@ -690,16 +686,12 @@ def _scan_chunk(
     valid = np.arange(len(order))[:, None] < design.windows.sizes[centres][None, :]
     pops = _chunk_populations(design, order, valid)  # (K, B, I)
     bins = thresholds.bins(pops)
-    groups = list(zip(cutoffs.bounds[:-1], cutoffs.bounds[1:]))
-    lowest = [cutoffs.tables[row][bins] for row in cutoffs.lowest]
+    lowest = cutoffs.tables[cutoffs.lowest][bins]
     found: list[_Candidates] = []
     n_found = 0
     for k0, j0, sums in _cylinder_sums(Y, order, design.interval_starts, design.n_days, _BLOCK_ELEMENTS):
         k1, j1 = k0 + sums.shape[0], j0 + sums.shape[2]
-        mask = np.empty(sums.shape, bool)
-        for (a, z), low in zip(groups, lowest):
-            np.greater_equal(sums[..., a:z], low[k0:k1, :, j0:j1, None], out=mask[..., a:z])
-        flat = _flatnonzero(mask)
+        flat = _flatnonzero(sums >= lowest[k0:k1, :, j0:j1, None])
         if not flat.size:
             continue
         c = sums.reshape(-1)[flat]
@@ -827,7 +819,7 @@ class _CentreBest:
 def _observed(design: _Design, thresholds: _CaseThresholds, plan: _Plan, n_jobs: int, progress: _Progress) -> _CentreBest:
     """Best cylinder of every centre in the observed data (the replica code path with one replica)."""
     Y = design.padded(design.sites.cases[:, :, None], design.dtype)
-    fixed = _Cutoffs.of(np.zeros(1), thresholds, np.array([0, 1]))
+    fixed = _Cutoffs.of(np.zeros(1), thresholds)
 
     def scan_hand(chunks: list[np.ndarray]) -> list[tuple[np.ndarray, _CentreBest]]:
         out = []
@@ -850,15 +842,14 @@ def _observed(design: _Design, thresholds: _CaseThresholds, plan: _Plan, n_jobs:
 class _ReplicaBest:
     """Running maxima of some replicas, and the cutoffs derived from them."""
 
-    def __init__(self, best: np.ndarray, thresholds: _CaseThresholds, shares: Sequence[float] = (0.0, 1.0)):
+    def __init__(self, R: int, thresholds: _CaseThresholds):
         self.thresholds = thresholds
-        self.best = best.copy()
-        self.bounds = np.unique(np.round(np.asarray(shares) * len(best)).astype(int))
-        self.cutoffs = _Cutoffs.of(self.best, thresholds, self.bounds)
+        self.best = np.zeros(R)
+        self.cutoffs = _Cutoffs.of(self.best, thresholds)
 
     def merge(self, local: np.ndarray) -> None:
         np.maximum(self.best, local, out=self.best)
-        self.cutoffs = _Cutoffs.of(self.best, self.thresholds, self.bounds)
+        self.cutoffs = _Cutoffs.of(self.best, self.thresholds)
 
 
 def _scan_replicas(design: _Design, thresholds: _CaseThresholds, X: np.ndarray, chunks, state: _ReplicaBest,
@@ -877,17 +868,12 @@ def _replica_block_maxima(design: _Design, thresholds: _CaseThresholds, plan: _P
     """Maximum LLR of each replica in ``X`` over every window.
 
     The one-site windows of every centre are scanned first: they give each
-    replica a first threshold cheaply. Replicas are then sorted by it, so that
-    groups of similar replicas share a first filter, and all windows are scanned.
+    replica a threshold cheaply before the large windows are scanned.
     """
-    first = _ReplicaBest(np.zeros(X.shape[2]), thresholds)
-    _scan_replicas(design, thresholds, X, plan.chunks, first, progress, prefixes=1)
-    perm = np.argsort(first.best, kind="stable")
-    state = _ReplicaBest(first.best[perm], thresholds, _GROUP_SHARES)
-    _scan_replicas(design, thresholds, np.take(X, perm, axis=2), plan.chunks, state, progress)
-    out = np.empty(X.shape[2])
-    out[perm] = state.best
-    return out
+    state = _ReplicaBest(X.shape[2], thresholds)
+    _scan_replicas(design, thresholds, X, plan.chunks, state, progress, prefixes=1)
+    _scan_replicas(design, thresholds, X, plan.chunks, state, progress)
+    return state.best
 
 
 def _draw_null(design: _Design, rng: np.random.Generator, R: int) -> np.ndarray:
