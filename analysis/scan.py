@@ -71,7 +71,8 @@ threshold on 0.1%-wide population bins. The comparison is integer-only;
 logarithms are taken only for the few cylinders that pass, so the result is the
 exact maximum over all windows (``tests/test_scan.py`` checks it against a
 naive loop). The one-location windows are scanned first to give every replica
-a threshold, and replicas are compared in groups of similar thresholds.
+a threshold; each block of counts is compared with the lowest threshold, and
+the few counts that pass with their own replica's.
 
 Replicas are drawn in blocks of 64, each from its own child of the seed's
 ``numpy.random.SeedSequence``, and the blocks are dealt to ``n_jobs`` forked
