@@ -8,6 +8,8 @@ Commands
     Load and check a dataset; print the row accounting.
 ``simulate case-study OUT_DIR [--truth-dir DIR]``
     Write the simulated reference case (a supermarket on an unstable network link).
+``report DATASET_DIR --out report.html``
+    Run the case-study notebook on a dataset and write a self-contained HTML report.
 ``causes``
     Print the cause taxonomy with labels and next steps.
 
@@ -92,6 +94,21 @@ def analyze(
     typer.echo("")
     for path in paths:
         typer.echo(f"wrote {path}")
+
+
+@app.command()
+def report(
+    dataset_dir: Path = typer.Argument(..., help="Directory with one NAME.csv or NAME.parquet per table."),
+    out: Path = typer.Option(Path("report.html"), "--out", help="The HTML file to write."),
+    focus: Optional[str] = typer.Option(None, help="Merchant whose complaints start the story (default: most tickets)."),
+    progress: bool = typer.Option(True, help="Show progress."),
+) -> None:
+    """Run the case-study notebook on a dataset and write a self-contained HTML report."""
+    from .report import build_report
+
+    run = build_report(dataset_dir, out, progress=progress, focus=focus)
+    typer.echo(repr(run))
+    typer.echo(f"wrote {out}")
 
 
 @app.command()
