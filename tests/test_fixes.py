@@ -311,7 +311,8 @@ def test_evaluate_fixes_on_a_simulated_city_without_truth():
     assert first.effect < 0 and first.periods.before[0] >= pd.Timestamp("2026-03-09")
     assert ev.effect("CHG-002").periods.before[0] == pd.Timestamp("2026-03-24")
     links = ev.effect("CHG-001", "link_errors_per_100")
-    assert links.effect < 0 and links.ci_high < 0
+    boot = links.methods.set_index("method").loc["did_bootstrap"]
+    assert links.effect < 0 and boot["ci_high"] < 0
     assert "CHG-001" in ev.summary()
 
 
