@@ -878,20 +878,32 @@ def _replica_block_maxima(design: _Design, thresholds: _CaseThresholds, plan: _P
 
 
 def _draw_null(design: _Design, rng: np.random.Generator, R: int) -> np.ndarray:
-    """R null replicas as a padded (S + 1, days, R) count array (totals fixed at C over all days)."""
+    """R null replicas as a padded (S + 1, days, R) count array (totals fixed at C over all days).
+
+    Bernoulli: the C cases fall on C of the N individuals chosen without
+    replacement (multivariate hypergeometric over location-days). Poisson: C
+    cases are spread multinomially by population.
+    """
     S, T = design.sites.cases.shape
     weights = design.sites.population.ravel()
     cells = np.flatnonzero(weights > 0)
     X = np.zeros((S + 1, T, R), dtype=design.dtype)
     flat = X[:S].reshape(S * T, R)
-    step = max(1, _DRAW_ELEMENTS // max(len(cells), 1))
-    for r0 in range(0, R, step):
-        size = min(step, R - r0)
-        if design.model == "bernoulli":
-            draws = rng.multivariate_hypergeometric(np.rint(weights[cells]).astype(np.int64), design.C, size=size)
-        else:
-            draws = rng.multinomial(design.C, weights[cells] / weights[cells].sum(), size=size)
-        flat[cells, r0 : r0 + size] = draws.T
+    if design.model == "bernoulli" and len(cells) >= design.C:
+        # many cells, few cases: pick the C individuals (O(C)) rather than walk every cell
+        ends = np.cumsum(np.rint(weights[cells]).astype(np.int64))
+        for r in range(R):
+            chosen = np.sort(rng.choice(int(ends[-1]), size=design.C, replace=False))
+            flat[cells, r] = np.diff(np.searchsorted(chosen, ends, side="left"), prepend=0)
+    else:
+        step = max(1, _DRAW_ELEMENTS // max(len(cells), 1))
+        for r0 in range(0, R, step):
+            size = min(step, R - r0)
+            if design.model == "bernoulli":
+                draws = rng.multivariate_hypergeometric(np.rint(weights[cells]).astype(np.int64), design.C, size=size)
+            else:
+                draws = rng.multinomial(design.C, weights[cells] / weights[cells].sum(), size=size)
+            flat[cells, r0 : r0 + size] = draws.T
     return X if design.days == slice(0, T) else X[:, design.days].copy()
 
 
