@@ -1076,18 +1076,20 @@ class FixEffect:
             text += f"; but {self.notes[0]}"
         return text + "."
 
-    def summary(self) -> pd.DataFrame:
-        """A small table (one row per method) with the plain sentence in ``attrs['sentence']``.
+    def summary(self) -> str:
+        """The plain sentence, then a small table (one row per method) and the notes."""
+        shown = self.table().drop(columns=["change_id", "metric", "note"], errors="ignore")
+        lines = [self.sentence(), "", shown.to_string(index=False, float_format=lambda v: f"{v:.5f}")]
+        lines += [f"- {n}" for n in self.notes]
+        return "\n".join(lines)
 
-        ``print(effect.summary().attrs['sentence'])`` gives the sentence; the
-        table's ``str`` shows both.
-        """
+    def table(self) -> pd.DataFrame:
+        """One row per method: ``change_id, metric, method, effect, ci_low, ci_high, p_value, se, note``."""
         table = self.methods.copy() if len(self.methods) else pd.DataFrame(
             [{"method": self.method, "effect": self.effect, "ci_low": self.ci_low,
               "ci_high": self.ci_high, "p_value": self.p_value}])
         table.insert(0, "metric", self.metric)
         table.insert(0, "change_id", self.change_id)
-        table.attrs["sentence"] = self.sentence()
         return table
 
     def plot(self, ax=None):
@@ -1145,7 +1147,7 @@ class FixEvaluation:
 
     def table(self) -> pd.DataFrame:
         """Every method's row for every fix and metric (long format)."""
-        parts = [e.summary() for e in self.effects]
+        parts = [e.table() for e in self.effects]
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
     def to_contract(self, all_methods: bool = False) -> pd.DataFrame:
