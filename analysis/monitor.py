@@ -152,7 +152,8 @@ class ControlChart:
             top.set_title(f"Binomial CUSUM{' — ' + self.label if self.label else ''}", fontsize=10)
             top.legend(fontsize=8)
         ax.plot(d["date"], d["statistic"], color="k", lw=1.2, label="CUSUM statistic")
-        ax.axhline(self.h, color="C3", ls="--", lw=1, label=f"h = {self.h:.2f} (ARL0 {self.arl0_simulated:,.0f} d)")
+        ax.axhline(self.h, color="C3", ls="--", lw=1,
+                   label=f"h = {self.h:.2f} (ARL0 {self.arl0_simulated:,.0f} d)")
         if self.alarms:
             hit = d.loc[d["alarm"]]
             ax.scatter(hit["date"], hit["statistic"], color="C3", zorder=3, label="alarm")
