@@ -414,12 +414,40 @@ class _Design:
         """First day of each interval, counted from ``days.start``."""
         return self.first_day - self.days.start
 
+    @property
+    def ends_together(self) -> bool:
+        """Every interval ends on the last scanned day (prospective scans)."""
+        return bool(np.all(self.first_day + self.n_days == self.days.stop))
+
+    @functools.cached_property
+    def runs(self) -> list[tuple[int, int, int, int]]:
+        """Intervals as runs ``(j0, j1, d, s0)``: j0..j1-1 last d days and start on s0, s0 + 1, ..."""
+        starts, d = self.interval_starts, self.n_days
+        cut = np.flatnonzero((np.diff(d) != 0) | (np.diff(starts) != 1)) + 1
+        bounds = np.concatenate([[0], cut, [len(d)]])
+        return [(int(a), int(b), int(d[a]), int(starts[a])) for a, b in zip(bounds[:-1], bounds[1:])]
+
+    def day_sums(self, Y: np.ndarray) -> np.ndarray:
+        """What the scan reads of an (S + 1, T, R) array: the scanned days, summed along days.
+
+        Suffix sums when every interval ends on the last day, else prefix sums
+        with a leading zero; summing over days once per site here spares doing
+        it for every window (sums over sites and over days commute).
+        """
+        Y = Y[:, self.days]
+        if self.T == 1:
+            return np.ascontiguousarray(Y)
+        if self.ends_together:
+            out = Y.copy()
+            _cumulate(out[:, ::-1], axis=1)
+            return out
+        return _temporal_prefix(Y)
+
     def padded(self, values: np.ndarray, dtype) -> np.ndarray:
-        """(S + 1, days, R) contiguous array of ``values[:, days]`` with a zero row for padding (index S)."""
-        values = values[:, self.days]
+        """``values`` (S, T, R) with a zero row for padding (index S), as the scan reads it (:meth:`day_sums`)."""
         out = np.zeros((self.sites.n + 1,) + values.shape[1:], dtype=dtype)
         out[:-1] = values
-        return out
+        return self.day_sums(out)
 
     def llr(self, c, n):
         return _llr(self.model, c, n, self.C, self.N)
@@ -478,64 +506,58 @@ def _temporal_prefix(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def _interval_runs(first_day: np.ndarray, n_days: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """Split intervals into runs ``(j0, j1, d, s0)``: intervals j0..j1-1 last d days and start on s0, s0+1, ..."""
-    cut = np.flatnonzero((np.diff(n_days) != 0) | (np.diff(first_day) != 1)) + 1
-    bounds = np.concatenate([[0], cut, [len(first_day)]])
-    return [(int(j0), int(j1), int(n_days[j0]), int(first_day[j0])) for j0, j1 in zip(bounds[:-1], bounds[1:])]
-
-
-def _cylinder_sums(Y: np.ndarray, order: np.ndarray, first_day: np.ndarray, n_days: np.ndarray, budget: int):
-    """Cylinder totals for a chunk of centres, by blocks of prefixes and of intervals.
-
-    Intervals that all end on the last day (prospective scans) are read off
-    suffix sums; others off prefix sums, run by run of equal length, as
-    differences of two slices.
+def _cylinder_sums(design: _Design, Y: np.ndarray, order: np.ndarray, budget: int):
+    """Cylinder totals for a chunk of centres, one block of prefixes at a time.
 
     Parameters
     ----------
-    Y : ndarray, shape (S + 1, T, R)
-        Values per site, day and replica (C-contiguous; only the days some
-        interval covers); row S is zeros (padding).
+    design : _Design
+    Y : ndarray, shape (S + 1, D, R)
+        Values per site and replica as :meth:`_Design.day_sums` gives them
+        (C-contiguous); row S is zeros (padding).
     order : ndarray, shape (K, B)
         Neighbour sites of B centres in scan order.
-    first_day, n_days : ndarray, shape (I,)
-        The temporal intervals.
     budget : int
         Elements of a block of prefixes (at least one prefix is taken).
 
     Yields
     ------
     (k0, j0, sums)
-        ``sums[k, b, j, r]`` is the total of ``Y[..., r]`` over the first
-        ``k0 + k + 1`` neighbours of centre ``b`` and interval ``j0 + j``.
+        ``sums[k, b, j, r]`` is the total of replica ``r`` over the first
+        ``k0 + k + 1`` neighbours of centre ``b`` and interval ``j0 + j``
+        (possibly a view: read it before the next one).
     """
     K, B = order.shape
-    _, T, R = Y.shape
-    suffix = bool(np.all(first_day + n_days == T))
-    runs = _interval_runs(first_day, n_days)
-    kb = max(1, min(K, budget // (B * T * R)))
-    carry = np.zeros((B, T, R), Y.dtype)
+    _, D, R = Y.shape
+    kb = max(1, min(K, budget // (B * D * R)))
+    carry = np.zeros((B, D, R), Y.dtype)
     for k0 in range(0, K, kb):
-        g = np.take(Y, order[k0 : k0 + kb], axis=0)  # (m, B, T, R)
+        g = np.take(Y, order[k0 : k0 + kb], axis=0)  # (m, B, D, R)
         g[0] += carry
-        _cumulate(g)
+        _cumulate(g)  # along neighbours: every window's day sums
         carry = g[-1].copy()
-        if T == 1 and len(first_day) == 1:  # purely spatial: the one interval is the one day
+        if design.T == 1:  # purely spatial: the one interval is the one day
             yield k0, 0, g
-        elif suffix:
-            _cumulate(g[:, :, ::-1], axis=-2)  # g[..., t, :] = total from day t to the last
-            yield k0, 0, np.take(g, first_day, axis=2)
-        else:
-            P = _temporal_prefix(g)
-            for j0, j1, d, s0 in runs:
-                yield k0, j0, P[:, :, s0 + d : s0 + d + j1 - j0] - P[:, :, s0 : s0 + j1 - j0]
+        elif design.ends_together:  # suffix sums are the interval totals
+            yield k0, 0, _pick(g, design.interval_starts)
+        else:  # differences of prefix sums, run by run
+            for j0, j1, d, s0 in design.runs:
+                yield k0, j0, g[:, :, s0 + d : s0 + d + j1 - j0] - g[:, :, s0 : s0 + j1 - j0]
+
+
+def _pick(g: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """``g[:, :, days]``, as a view when ``days`` step by +1 or -1."""
+    step = int(days[1] - days[0]) if len(days) > 1 else 1
+    if abs(step) == 1 and np.array_equal(np.diff(days), np.full(len(days) - 1, step)):
+        stop = int(days[-1]) + step
+        return g[:, :, int(days[0]) : (stop if stop >= 0 else None) : step]
+    return np.take(g, days, axis=2)
 
 
 def _chunk_populations(design: _Design, order: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Population of every cylinder of a chunk: (K, B, I); inf for invalid windows."""
     n = np.empty((len(order), order.shape[1], len(design.first_day)))
-    for k0, j0, sums in _cylinder_sums(design.padded_population, order, design.interval_starts, design.n_days, 1 << 40):
+    for k0, j0, sums in _cylinder_sums(design, design.padded_population, order, 1 << 40):
         n[k0 : k0 + len(sums), :, j0 : j0 + sums.shape[2]] = sums[..., 0]
     n[~valid] = np.inf
     return n
@@ -690,13 +712,13 @@ def _scan_chunk(
     lowest = cutoffs.tables[cutoffs.lowest][bins]
     found: list[_Candidates] = []
     n_found = 0
-    for k0, j0, sums in _cylinder_sums(Y, order, design.interval_starts, design.n_days, _BLOCK_ELEMENTS):
+    for k0, j0, sums in _cylinder_sums(design, Y, order, _BLOCK_ELEMENTS):
         k1, j1 = k0 + sums.shape[0], j0 + sums.shape[2]
         flat = _flatnonzero(sums >= lowest[k0:k1, :, j0:j1, None])
         if not flat.size:
             continue
-        c = sums.reshape(-1)[flat]
         k, b, j, r = np.unravel_index(flat, sums.shape)
+        c = sums[k, b, j, r]
         k += k0
         j += j0
         keep = c >= cutoffs.tables[cutoffs.rows[r], bins[k, b, j]]
@@ -872,13 +894,14 @@ def _replica_block_maxima(design: _Design, thresholds: _CaseThresholds, plan: _P
     replica a threshold cheaply before the large windows are scanned.
     """
     state = _ReplicaBest(X.shape[2], thresholds)
+    X = design.day_sums(X)
     _scan_replicas(design, thresholds, X, plan.chunks, state, progress, prefixes=1)
     _scan_replicas(design, thresholds, X, plan.chunks, state, progress)
     return state.best
 
 
 def _draw_null(design: _Design, rng: np.random.Generator, R: int) -> np.ndarray:
-    """R null replicas as a padded (S + 1, days, R) count array (totals fixed at C over all days).
+    """R null replicas as a padded (S + 1, T, R) count array (totals fixed at C).
 
     Bernoulli: the C cases fall on C of the N individuals chosen without
     replacement (multivariate hypergeometric over location-days). Poisson: C
@@ -904,7 +927,7 @@ def _draw_null(design: _Design, rng: np.random.Generator, R: int) -> np.ndarray:
             else:
                 draws = rng.multinomial(design.C, weights[cells] / weights[cells].sum(), size=size)
             flat[cells, r0 : r0 + size] = draws.T
-    return X if design.days == slice(0, T) else X[:, design.days].copy()
+    return X
 
 
 @dataclass(frozen=True)
