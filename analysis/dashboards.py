@@ -35,6 +35,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .contract import CAUSES
+from .metrics import ATTEMPT_TYPES
 from .privacy import mask_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -43,7 +44,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "ALL",
-    "ATTEMPT_TYPES",
     "FixLab",
     "FixLabData",
     "FixLabParams",
@@ -65,11 +65,11 @@ __all__ = [
 
 #: Picker value meaning "no filter".
 ALL = ""
-#: Transaction types whose money can fail to arrive (the contract's attempts).
-ATTEMPT_TYPES = ("purchase", "transfer")
 #: Complaint kinds as people say them.
-KIND_LABELS = {"unsettled": "刷卡未到账 card paid, money not arrived",
-               "transfer_failed": "转账失败 transfer failed"}
+KIND_LABELS = {
+    "unsettled": "刷卡未到账 card paid, money not arrived",
+    "transfer_failed": "转账失败 transfer failed",
+}
 #: Resolution of the PNG figures shown in the widgets.
 PNG_DPI = 80
 #: Causes drawn separately in the stacked counts; the rest are summed as "other".
@@ -99,7 +99,9 @@ def figure_png(fig: Figure, dpi: int = PNG_DPI) -> bytes:
     return buf.getvalue()
 
 
-def frame_html(frame: pd.DataFrame, *, max_height_px: int = 380, empty: str = "nothing to show") -> str:
+def frame_html(
+    frame: pd.DataFrame, *, max_height_px: int = 380, empty: str = "nothing to show"
+) -> str:
     """An HTML table of ``frame`` (every cell escaped and card-masked) in a scroll box.
 
     Examples
@@ -131,7 +133,8 @@ def daily_attempts(reconciled: pd.DataFrame) -> pd.DataFrame:
 
     Examples
     --------
-    >>> r = pd.DataFrame({"txn_type": ["purchase", "void", "transfer"], "merchant_id": ["m", "m", "m"],
+    >>> r = pd.DataFrame({"txn_type": ["purchase", "void", "transfer"],
+    ...                   "merchant_id": ["m", "m", "m"],
     ...                   "business_date": pd.to_datetime(["2026-03-02"] * 3)})
     >>> daily_attempts(r)["attempts"].tolist()
     [2]
@@ -210,7 +213,9 @@ class TriageData:
     tickets: pd.DataFrame
 
     @classmethod
-    def from_result(cls, result: "AnalysisResult", dataset: "Dataset | None" = None) -> "TriageData":
+    def from_result(
+        cls, result: "AnalysisResult", dataset: "Dataset | None" = None
+    ) -> "TriageData":
         """Prepare the dashboard's tables from ``analyze``'s result (and the dataset, for names
         and complaint details)."""
         merchants = _merchant_frame(result, dataset)
@@ -218,8 +223,12 @@ class TriageData:
         inc = result.incidents.assign(date=_dates(result.incidents, "business_date"))
         inc = inc.assign(merchant_name=inc["merchant_id"].map(names).fillna(inc["merchant_id"]))
         tickets = _ticket_frame(result, dataset, inc)
-        return cls(incidents=inc, attempts=daily_attempts(result.reconciled), merchants=merchants,
-                   tickets=tickets)
+        return cls(
+            incidents=inc,
+            attempts=daily_attempts(result.reconciled),
+            merchants=merchants,
+            tickets=tickets,
+        )
 
     # ------------------------------------------------------------- ranges and options
 
@@ -243,13 +252,19 @@ class TriageData:
         """``(label, cluster_id)`` of spatial clusters (singletons left out), "all" on top."""
         m = self.merchants[~self.merchants["cluster_id"].str.startswith("N-")]
         sizes = m.groupby("cluster_id").size().sort_index()
-        return [("all merchants", ALL)] + [(f"{cid} ({n} merchants)", cid) for cid, n in sizes.items()]
+        return [("all merchants", ALL)] + [
+            (f"{cid} ({n} merchants)", cid) for cid, n in sizes.items()
+        ]
 
     def merchant_options(self, cluster: str = ALL) -> list[tuple[str, str]]:
         """``(label, merchant_id)`` of the cluster's merchants (all merchants for :data:`ALL`)."""
-        m = self.merchants if cluster == ALL else self.merchants[self.merchants["cluster_id"] == cluster]
+        m = (
+            self.merchants
+            if cluster == ALL
+            else self.merchants[self.merchants["cluster_id"] == cluster]
+        )
         label = "all merchants" if cluster == ALL else f"all of {cluster}"
-        return [(label, ALL)] + list(zip(m["label"], m["merchant_id"]))
+        return [(label, ALL)] + list(zip(m["label"], m["merchant_id"], strict=True))
 
     def ticket_options(self, params: TriageParams) -> list[tuple[str, str]]:
         """``(label, ticket_id)`` of the tickets in the selection (merchant, cause, dates)."""
@@ -260,7 +275,9 @@ class TriageData:
             f"{r.ticket_id} · {_when(r.opened_at)} · {r.merchant_name} · {r.cause}"
             for r in t.itertuples()
         ]
-        return [(f"choose one of {len(t):,} tickets", ALL)] + list(zip(labels, t["ticket_id"]))
+        return [(f"choose one of {len(t):,} tickets", ALL)] + list(
+            zip(labels, t["ticket_id"], strict=True)
+        )
 
     # ------------------------------------------------------------- selections
 
@@ -269,8 +286,9 @@ class TriageData:
         if params.merchant != ALL:
             return pd.Index([params.merchant])
         if params.cluster != ALL:
-            return pd.Index(self.merchants.loc[self.merchants["cluster_id"] == params.cluster,
-                                               "merchant_id"])
+            return pd.Index(
+                self.merchants.loc[self.merchants["cluster_id"] == params.cluster, "merchant_id"]
+            )
         return None
 
     def _in(self, frame: pd.DataFrame, params: TriageParams, day_column: str) -> pd.Series:
@@ -319,22 +337,30 @@ def _merchant_frame(result: "AnalysisResult", dataset: "Dataset | None") -> pd.D
     m["name"] = m["name"].fillna(m["merchant_id"]).astype(str)
     cl = result.clusters.set_index("merchant_id")["cluster_id"].astype(str)
     m["cluster_id"] = m["merchant_id"].map(cl).fillna("N-" + m["merchant_id"]).astype(str)
-    m["label"] = np.where(m["name"] == m["merchant_id"], m["merchant_id"],
-                          m["name"] + " " + m["merchant_id"])
+    m["label"] = np.where(
+        m["name"] == m["merchant_id"], m["merchant_id"], m["name"] + " " + m["merchant_id"]
+    )
     return m.sort_values("merchant_id").reset_index(drop=True)
 
 
-def _ticket_frame(result: "AnalysisResult", dataset: "Dataset | None", inc: pd.DataFrame) -> pd.DataFrame:
+def _ticket_frame(
+    result: "AnalysisResult", dataset: "Dataset | None", inc: pd.DataFrame
+) -> pd.DataFrame:
     t = result.tickets.copy()
     complaints = dataset.complaints if dataset is not None else None
     if complaints is not None and len(complaints):
-        details = complaints[["ticket_id", "opened_at", "merchant_id", "kind", "amount", "description"]]
+        details = complaints[
+            ["ticket_id", "opened_at", "merchant_id", "kind", "amount", "description"]
+        ]
         t = t.merge(details, on="ticket_id", how="left")
     else:
-        t = t.assign(opened_at=pd.NaT, kind=pd.NA, amount=np.nan, description=pd.NA,
-                     merchant_id=pd.NA)
+        t = t.assign(
+            opened_at=pd.NaT, kind=pd.NA, amount=np.nan, description=pd.NA, merchant_id=pd.NA
+        )
     by_txn = inc.drop_duplicates("txn_id").set_index("txn_id")
-    matched = t["txn_id"].map(by_txn["merchant_id"]) if len(by_txn) else pd.Series(pd.NA, index=t.index)
+    matched = (
+        t["txn_id"].map(by_txn["merchant_id"]) if len(by_txn) else pd.Series(pd.NA, index=t.index)
+    )
     t["merchant_id"] = t["merchant_id"].fillna(matched)
     if t["opened_at"].isna().all() and len(by_txn):
         t["opened_at"] = t["txn_id"].map(by_txn["timestamp"])
@@ -364,8 +390,11 @@ def _scope_words(data: TriageData, p: TriageParams, *, plain: bool = False) -> s
     """The selection in words; ``plain`` keeps to codes and ids (figures have no CJK font)."""
     cause = "all causes" if p.cause == ALL else (p.cause if plain else _cause_label(p.cause))
     if p.merchant != ALL:
-        where = (f"merchant {p.merchant}" if plain
-                 else data.merchants.set_index("merchant_id")["label"].get(p.merchant, p.merchant))
+        where = (
+            f"merchant {p.merchant}"
+            if plain
+            else data.merchants.set_index("merchant_id")["label"].get(p.merchant, p.merchant)
+        )
     elif p.cluster != ALL:
         where = f"cluster {p.cluster}"
     else:
@@ -384,8 +413,10 @@ def triage_readout(data: TriageData, params: TriageParams) -> str:
     attempts = int(data.select_attempts(params)["attempts"].sum())
     rate = f"{n / attempts:.3%}" if attempts else "no attempts"
     shown = min(n, params.max_rows)
-    return (f"Showing {_scope_words(data, params)}: {n:,} incidents in {attempts:,} attempts "
-            f"({rate}); table: latest {shown:,} of {n:,}")
+    return (
+        f"Showing {_scope_words(data, params)}: {n:,} incidents in {attempts:,} attempts "
+        f"({rate}); table: latest {shown:,} of {n:,}"
+    )
 
 
 def render_triage(data: TriageData, params: TriageParams) -> Figure:
@@ -413,18 +444,28 @@ def render_triage(data: TriageData, params: TriageParams) -> Figure:
     bottom = np.zeros(len(days))
     colours = _cause_colours()
     for cause in top:
-        ax1.bar(days, counts[cause], bottom=bottom, width=0.9, color=colours.get(cause), label=cause)
+        ax1.bar(
+            days, counts[cause], bottom=bottom, width=0.9, color=colours.get(cause), label=cause
+        )
         bottom += counts[cause].to_numpy()
     rest = counts[list(order[TOP_CAUSES:])].sum(axis=1) if len(order) > TOP_CAUSES else None
     if rest is not None:
         ax1.bar(days, rest, bottom=bottom, width=0.9, color="0.7", label="other causes")
     ax1.set_ylabel("incidents per day")
-    ax1.set_title(f"Incidents per business day: {_scope_words(data, params, plain=True)}", fontsize=10)
+    ax1.set_title(
+        f"Incidents per business day: {_scope_words(data, params, plain=True)}", fontsize=10
+    )
     if len(top):
         ax1.legend(fontsize=7, ncol=2, loc="upper left")
     else:
-        ax1.text(0.5, 0.5, "no incidents in this selection", ha="center", va="center",
-                 transform=ax1.transAxes)
+        ax1.text(
+            0.5,
+            0.5,
+            "no incidents in this selection",
+            ha="center",
+            va="center",
+            transform=ax1.transAxes,
+        )
     per_day = counts.sum(axis=1)
     attempts = att.reindex(days, fill_value=0)
     rate = (per_day / attempts.where(attempts > 0)) * 100
@@ -464,7 +505,9 @@ _TABLE_COLUMNS = {
 
 def incident_table_html(data: TriageData, params: TriageParams) -> str:
     """The selection's incidents, latest first, with evidence and next step, as HTML."""
-    inc = data.select_incidents(params).sort_values(["timestamp", "txn_id"], ascending=[False, True])
+    inc = data.select_incidents(params).sort_values(
+        ["timestamp", "txn_id"], ascending=[False, True]
+    )
     rows = inc.head(params.max_rows)
     table = rows.reindex(columns=["txn_id", *_TABLE_COLUMNS]).rename(columns=_TABLE_COLUMNS)
     table["time"] = [_when(v) for v in table["time"]]
@@ -474,19 +517,30 @@ def incident_table_html(data: TriageData, params: TriageParams) -> str:
 
 
 def ticket_html(data: TriageData, ticket_id: str) -> str:
-    """A ticket in detail: what the reporter said, the matched transaction, cause, evidence, next step."""
+    """A ticket in detail: what the reporter said, the matched transaction, its cause,
+    evidence and next step."""
     if ticket_id == ALL:
-        return "<p><i>Choose a ticket to see what the reporter said and what happened to the money.</i></p>"
+        return (
+            "<p><i>Choose a ticket to see what the reporter said and what happened to the "
+            "money.</i></p>"
+        )
     t = data.tickets[data.tickets["ticket_id"] == ticket_id]
     if t.empty:
         return f"<p><i>ticket {html.escape(ticket_id)} not found</i></p>"
     r = t.iloc[0]
-    inc = data.incidents[data.incidents["txn_id"] == r["txn_id"]] if pd.notna(r["txn_id"]) else t.iloc[:0]
+    inc = (
+        data.incidents[data.incidents["txn_id"] == r["txn_id"]]
+        if pd.notna(r["txn_id"])
+        else t.iloc[:0]
+    )
     kind = KIND_LABELS.get(str(r["kind"]), "") if pd.notna(r["kind"]) else ""
     rows = [
         ("ticket", r["ticket_id"]),
         ("opened", _when(r["opened_at"])),
-        ("merchant", f"{r['merchant_name']} ({r['merchant_id']})" if pd.notna(r["merchant_id"]) else "?"),
+        (
+            "merchant",
+            f"{r['merchant_name']} ({r['merchant_id']})" if pd.notna(r["merchant_id"]) else "?",
+        ),
         ("kind", kind),
         ("stated amount (¥)", f"{r['amount']:,.2f}" if pd.notna(r["amount"]) else ""),
         ("description", r["description"] if pd.notna(r["description"]) else ""),
@@ -496,8 +550,11 @@ def ticket_html(data: TriageData, ticket_id: str) -> str:
     if len(inc):
         i = inc.iloc[0]
         rows += [
-            ("transaction", f"{_when(i['timestamp'])} · {i['txn_type']} · ¥{i['amount']:,.2f} · "
-                            f"terminal {i['terminal_id']}"),
+            (
+                "transaction",
+                f"{_when(i['timestamp'])} · {i['txn_type']} · ¥{i['amount']:,.2f} · "
+                f"terminal {i['terminal_id']}",
+            ),
             ("outcome", i["outcome"]),
             ("cause", f"{_cause_label(i['cause'])} (confidence {i['confidence']:.2f})"),
             ("evidence", i["evidence"]),
@@ -526,7 +583,9 @@ class _Dashboard:
 
         self._holding = False
         self.readout = widgets.Label(value="")
-        self.figure = widgets.Image(format="png", layout=widgets.Layout(width="100%", max_width="900px"))
+        self.figure = widgets.Image(
+            format="png", layout=widgets.Layout(width="100%", max_width="900px")
+        )
         self.readout.add_class(f"{self.css}-readout")
         self.figure.add_class(f"{self.css}-figure")
         self.widget: Any = None
@@ -591,8 +650,9 @@ class TriageDashboard(_Dashboard):
     css = "triage"
     render = staticmethod(render_triage)
 
-    def __init__(self, result: "AnalysisResult", *, dataset: "Dataset | None" = None,
-                 max_rows: int = 50) -> None:
+    def __init__(
+        self, result: "AnalysisResult", *, dataset: "Dataset | None" = None, max_rows: int = 50
+    ) -> None:
         import ipywidgets as widgets
 
         super().__init__()
@@ -602,17 +662,28 @@ class TriageDashboard(_Dashboard):
         days = [d.date() for d in pd.date_range(start, end, freq="D")]
         wide = {"description_width": "70px"}
         self.dates = widgets.SelectionRangeSlider(
-            options=[(f"{d:%m-%d}", d) for d in days], index=(0, len(days) - 1),
-            description="dates", style=wide, layout=widgets.Layout(width="560px"),
+            options=[(f"{d:%m-%d}", d) for d in days],
+            index=(0, len(days) - 1),
+            description="dates",
+            style=wide,
+            layout=widgets.Layout(width="560px"),
         )
-        self.cause = widgets.Dropdown(options=self.data.cause_options(), value=ALL,
-                                      description="cause", style=wide)
-        self.cluster = widgets.Dropdown(options=self.data.cluster_options(), value=ALL,
-                                        description="cluster", style=wide)
-        self.merchant = widgets.Dropdown(options=self.data.merchant_options(), value=ALL,
-                                         description="merchant", style=wide)
-        self.ticket = widgets.Dropdown(options=[("…", ALL)], value=ALL, description="ticket",
-                                       style=wide, layout=widgets.Layout(width="560px"))
+        self.cause = widgets.Dropdown(
+            options=self.data.cause_options(), value=ALL, description="cause", style=wide
+        )
+        self.cluster = widgets.Dropdown(
+            options=self.data.cluster_options(), value=ALL, description="cluster", style=wide
+        )
+        self.merchant = widgets.Dropdown(
+            options=self.data.merchant_options(), value=ALL, description="merchant", style=wide
+        )
+        self.ticket = widgets.Dropdown(
+            options=[("…", ALL)],
+            value=ALL,
+            description="ticket",
+            style=wide,
+            layout=widgets.Layout(width="560px"),
+        )
         self.table = widgets.HTML()
         self.ticket_view = widgets.HTML()
         for name in ("dates", "cause", "cluster", "merchant", "ticket", "table", "ticket_view"):
@@ -620,28 +691,36 @@ class TriageDashboard(_Dashboard):
         self._watch([self.dates, self.cause, self.merchant], self._on_filter)
         self._watch([self.cluster], self._on_cluster)
         self._watch([self.ticket], self._on_ticket)
-        self.widget = widgets.VBox([
-            widgets.HTML("<b>Incident triage</b> — 刷卡未到账 / 转账失败"),
-            self.dates,
-            widgets.HBox([self.cause, self.cluster]),
-            self.merchant,
-            self.readout,
-            self.figure,
-            widgets.HTML("<b>Incidents</b> (latest first)"),
-            self.table,
-            widgets.HTML("<b>Ticket drill-down</b>"),
-            self.ticket,
-            self.ticket_view,
-        ])
+        self.widget = widgets.VBox(
+            [
+                widgets.HTML("<b>Incident triage</b> — 刷卡未到账 / 转账失败"),
+                self.dates,
+                widgets.HBox([self.cause, self.cluster]),
+                self.merchant,
+                self.readout,
+                self.figure,
+                widgets.HTML("<b>Incidents</b> (latest first)"),
+                self.table,
+                widgets.HTML("<b>Ticket drill-down</b>"),
+                self.ticket,
+                self.ticket_view,
+            ]
+        )
         self.refresh()
 
     @property
     def params(self) -> TriageParams:
         """The pickers' current values."""
         start, end = self.dates.value
-        return TriageParams(start=start, end=end, cause=self.cause.value or ALL,
-                            cluster=self.cluster.value or ALL, merchant=self.merchant.value or ALL,
-                            ticket=self.ticket.value or ALL, max_rows=self.max_rows)
+        return TriageParams(
+            start=start,
+            end=end,
+            cause=self.cause.value or ALL,
+            cluster=self.cluster.value or ALL,
+            merchant=self.merchant.value or ALL,
+            ticket=self.ticket.value or ALL,
+            max_rows=self.max_rows,
+        )
 
     def refresh(self) -> None:
         """Recompute the ticket list, readout, figure and table from the pickers."""
@@ -709,8 +788,14 @@ class FixLabParams:
     @property
     def kinds(self) -> tuple[str, ...]:
         """The fixes the what-if assumes."""
-        return tuple(k for k, on in (("network_upgrade", self.upgrade),
-                                     ("message_validation", self.validation)) if on)
+        return tuple(
+            k
+            for k, on in (
+                ("network_upgrade", self.upgrade),
+                ("message_validation", self.validation),
+            )
+            if on
+        )
 
 
 @dataclass(frozen=True)
@@ -742,16 +827,30 @@ class FixLabData:
         object.__setattr__(self, "_measured", {})
 
     @classmethod
-    def from_result(cls, dataset: "Dataset", result: "AnalysisResult", *,
-                    exclude_merchants: Sequence[str] = (), **kw: Any) -> "FixLabData":
+    def from_result(
+        cls,
+        dataset: "Dataset",
+        result: "AnalysisResult",
+        *,
+        exclude_merchants: Sequence[str] = (),
+        **kw: Any,
+    ) -> "FixLabData":
         """Build the panel from ``analyze``'s result; the dataset gives the change log."""
         from .metrics import daily_panel
 
         if dataset.interventions is None or not len(dataset.interventions):
-            raise ValueError("the dataset has no interventions: there is no fix to study; "
-                             "add an interventions table (see shared/CONTRACT.md)")
-        panel = daily_panel(result.reconciled, dataset.terminals, dataset.terminal_events,
-                            as_of=result.as_of, level="terminal", merchants=dataset.merchants)
+            raise ValueError(
+                "the dataset has no interventions: there is no fix to study; "
+                "add an interventions table (see shared/CONTRACT.md)"
+            )
+        panel = daily_panel(
+            result.reconciled,
+            dataset.terminals,
+            dataset.terminal_events,
+            as_of=result.as_of,
+            level="terminal",
+            merchants=dataset.merchants,
+        )
         iv = dataset.interventions.sort_values("applied_at", kind="stable").reset_index(drop=True)
         return cls(panel=panel, interventions=iv, exclude_merchants=tuple(exclude_merchants), **kw)
 
@@ -761,7 +860,9 @@ class FixLabData:
         """The change log row of ``change_id`` as a dict."""
         hit = self.interventions[self.interventions["change_id"] == change_id]
         if hit.empty:
-            raise KeyError(f"no intervention {change_id!r}; known: {self.interventions['change_id'].tolist()}")
+            raise KeyError(
+                f"no intervention {change_id!r}; known: {self.interventions['change_id'].tolist()}"
+            )
         return hit.iloc[0].to_dict()
 
     def real_date(self, change_id: str) -> date:
@@ -789,10 +890,16 @@ class FixLabData:
         end = pd.Timestamp(fix_date)
         start = end - pd.Timedelta(days=self.window_days)
         iv = self.interventions
-        same = iv[(iv["scope_type"] == row["scope_type"]) & (iv["scope_value"] == row["scope_value"])
-                  & (iv["change_id"] != change_id)]
-        earlier = [pd.Timestamp(t).tz_localize(None).normalize() + pd.Timedelta(days=1)
-                   for t in same["applied_at"] if pd.Timestamp(t).tz_localize(None).normalize() < end]
+        same = iv[
+            (iv["scope_type"] == row["scope_type"])
+            & (iv["scope_value"] == row["scope_value"])
+            & (iv["change_id"] != change_id)
+        ]
+        earlier = [
+            pd.Timestamp(t).tz_localize(None).normalize() + pd.Timedelta(days=1)
+            for t in same["applied_at"]
+            if pd.Timestamp(t).tz_localize(None).normalize() < end
+        ]
         return (max([start, *earlier]), end)
 
     def observed_link_rate(self, change_id: str, fix_date: date) -> float:
@@ -802,11 +909,18 @@ class FixLabData:
         row = self.intervention(change_id)
         start, end = self.fit_period(change_id, fix_date)
         p = self.panel
-        keep = scope_mask(p, str(row["scope_type"]), str(row["scope_value"])) & \
-            p["business_date"].ge(start).to_numpy() & p["business_date"].lt(end).to_numpy()
+        keep = (
+            scope_mask(p, str(row["scope_type"]), str(row["scope_value"]))
+            & p["business_date"].ge(start).to_numpy()
+            & p["business_date"].lt(end).to_numpy()
+        )
         rows = p.loc[keep]
         attempts = rows["attempts"].sum()
-        return float((rows["link_corrupted"].sum() + rows["link_lost"].sum()) / attempts) if attempts else 0.0
+        return (
+            float((rows["link_corrupted"].sum() + rows["link_lost"].sum()) / attempts)
+            if attempts
+            else 0.0
+        )
 
     # ------------------------------------------------------------- the two answers
 
@@ -818,8 +932,13 @@ class FixLabData:
         key = (change_id, fix_date)
         if key not in self._measured:
             row, table = self._moved(change_id, fix_date)
-            self._measured[key] = evaluate_fix(self.panel, row, interventions=table,
-                                               exclude_merchants=self.exclude_merchants, n_boot=0)
+            self._measured[key] = evaluate_fix(
+                self.panel,
+                row,
+                interventions=table,
+                exclude_merchants=self.exclude_merchants,
+                n_boot=0,
+            )
         return self._measured[key]
 
     def predicted(self, params: FixLabParams):
@@ -830,19 +949,29 @@ class FixLabData:
         if not params.kinds:
             return None
         row = self.intervention(params.change_id)
-        return simulate_fix(self.panel, (row["scope_type"], row["scope_value"]), params.kinds,
-                            link_error_rate=params.link_error_rate, retries=params.retries,
-                            period=self.fit_period(params.change_id, params.fix_date),
-                            horizon_days=self.horizon_days)
+        return simulate_fix(
+            self.panel,
+            (row["scope_type"], row["scope_value"]),
+            params.kinds,
+            link_error_rate=params.link_error_rate,
+            retries=params.retries,
+            period=self.fit_period(params.change_id, params.fix_date),
+            horizon_days=self.horizon_days,
+        )
 
     def default_params(self, change_id: str | None = None) -> FixLabParams:
         """The change at its real date with the observed link failure rate and its own kind."""
         cid = change_id or str(self.interventions["change_id"].iloc[0])
         kind = str(self.intervention(cid)["kind"])
         day = self.real_date(cid)
-        return FixLabParams(change_id=cid, fix_date=day, link_error_rate=self.observed_link_rate(cid, day),
-                            upgrade=kind == "network_upgrade", validation=kind == "message_validation",
-                            retries=1)
+        return FixLabParams(
+            change_id=cid,
+            fix_date=day,
+            link_error_rate=self.observed_link_rate(cid, day),
+            upgrade=kind == "network_upgrade",
+            validation=kind == "message_validation",
+            retries=1,
+        )
 
 
 # --------------------------------------------------------------------------- fix lab views (pure)
@@ -868,22 +997,30 @@ def _lab_answers(data: FixLabData, params: FixLabParams) -> tuple[Any, Any, str 
 def fixlab_readout(data: FixLabData, params: FixLabParams) -> str:
     """One line: the fix, the what-if's predicted change and the measured change, in points."""
     row = data.intervention(params.change_id)
-    head = (f"{params.change_id} on {row['scope_type']} {row['scope_value']} from "
-            f"{params.fix_date:%Y-%m-%d}")
+    head = (
+        f"{params.change_id} on {row['scope_type']} {row['scope_value']} from "
+        f"{params.fix_date:%Y-%m-%d}"
+    )
     measured, whatif, error = _lab_answers(data, params)
     if whatif is None:
-        what = "what-if: no fix assumed" if error is None or not params.kinds else f"what-if: {error}"
+        what = (
+            "what-if: no fix assumed" if error is None or not params.kinds else f"what-if: {error}"
+        )
     else:
         mean, lo, hi = whatif.avoided_unsettled_rate
         resends = f", {params.retries} resend(s)" if params.validation else ""
-        what = (f"what-if ({' + '.join(params.kinds)}{resends}, link failures "
-                f"{100 * params.link_error_rate:.2f}% of attempts): {_points(-mean)} points "
-                f"(95% {_points(-hi)} to {_points(-lo)})")
+        what = (
+            f"what-if ({' + '.join(params.kinds)}{resends}, link failures "
+            f"{100 * params.link_error_rate:.2f}% of attempts): {_points(-mean)} points "
+            f"(95% {_points(-hi)} to {_points(-lo)})"
+        )
     if measured is None:
         seen = error or "measured: n/a"
     else:
-        seen = (f"measured: {_points(measured.effect)} points (95% CI {_points(measured.ci_low)} to "
-                f"{_points(measured.ci_high)}, {measured.method})")
+        seen = (
+            f"measured: {_points(measured.effect)} points (95% CI {_points(measured.ci_low)} to "
+            f"{_points(measured.ci_high)}, {measured.method})"
+        )
     return f"Unsettled rate change after {head} · {what} · {seen}"
 
 
@@ -896,7 +1033,15 @@ def render_fixlab(data: FixLabData, params: FixLabParams) -> Figure:
     if measured is not None and len(measured.daily):
         measured.plot(ax1)
     else:
-        ax1.text(0.5, 0.5, error or "no data", ha="center", va="center", transform=ax1.transAxes, wrap=True)
+        ax1.text(
+            0.5,
+            0.5,
+            error or "no data",
+            ha="center",
+            va="center",
+            transform=ax1.transAxes,
+            wrap=True,
+        )
         ax1.set_title("Unsettled rate around the fix")
     ax1.axvline(pd.Timestamp(params.fix_date), color="tab:purple", lw=1, ls=":")
     rows = []
@@ -904,17 +1049,34 @@ def render_fixlab(data: FixLabData, params: FixLabParams) -> Figure:
         mean, lo, hi = whatif.avoided_unsettled_rate
         rows.append(("what-if (predicted)", -mean, -hi, -lo, "tab:orange"))
     if measured is not None and np.isfinite(measured.effect):
-        rows.append(("measured (vs controls)", measured.effect, measured.ci_low, measured.ci_high, "tab:red"))
+        rows.append(
+            (
+                "measured (vs controls)",
+                measured.effect,
+                measured.ci_low,
+                measured.ci_high,
+                "tab:red",
+            )
+        )
     for y, (label, mid, lo, hi, colour) in enumerate(rows):
         lo = mid if not np.isfinite(lo) else lo
         hi = mid if not np.isfinite(hi) else hi
-        ax2.errorbar([100 * mid], [y], xerr=[[100 * (mid - lo)], [100 * (hi - mid)]], fmt="o",
-                     color=colour, capsize=5, label=f"{label}: {_points(mid)} points")
+        ax2.errorbar(
+            [100 * mid],
+            [y],
+            xerr=[[100 * (mid - lo)], [100 * (hi - mid)]],
+            fmt="o",
+            color=colour,
+            capsize=5,
+            label=f"{label}: {_points(mid)} points",
+        )
     ax2.axvline(0, color="0.5", lw=0.8)
     ax2.set_yticks(range(len(rows)), [r[0] for r in rows])
     ax2.set_ylim(-0.8, max(len(rows), 1) - 0.2)
     ax2.set_xlabel("change in unsettled rate (percentage points), 95% interval")
-    ax2.set_title(f"Predicted vs measured: {params.change_id} from {params.fix_date:%Y-%m-%d}", fontsize=10)
+    ax2.set_title(
+        f"Predicted vs measured: {params.change_id} from {params.fix_date:%Y-%m-%d}", fontsize=10
+    )
     ax2.tick_params(axis="x", labelrotation=0)  # the left plot's date formatting rotates every axis
     for label in ax2.get_xticklabels():
         label.set_horizontalalignment("center")
@@ -928,18 +1090,27 @@ def fixlab_tables_html(data: FixLabData, params: FixLabParams) -> str:
     measured, whatif, error = _lab_answers(data, params)
     parts = []
     if whatif is not None:
-        inputs = whatif.inputs.reset_index()[["input", "estimate", "ci_low", "ci_high", "cases", "n"]]
-        parts.append("<b>What-if inputs</b> (per attempt or per event, fitted on "
-                     f"{whatif.period[0]:%Y-%m-%d} to {whatif.period[1] - pd.Timedelta(days=1):%Y-%m-%d})")
+        inputs = whatif.inputs.reset_index()[
+            ["input", "estimate", "ci_low", "ci_high", "cases", "n"]
+        ]
+        parts.append(
+            "<b>What-if inputs</b> (per attempt or per event, fitted on "
+            f"{whatif.period[0]:%Y-%m-%d} to {whatif.period[1] - pd.Timedelta(days=1):%Y-%m-%d})"
+        )
         parts.append(frame_html(inputs.round(5)))
     if measured is not None:
         methods = measured.methods[["method", "effect", "ci_low", "ci_high", "p_value"]].copy()
-        parts.append(f"<b>Measured effect</b> ({measured.n_treated} units in scope, "
-                     f"{measured.n_control} controls)")
+        parts.append(
+            f"<b>Measured effect</b> ({measured.n_treated} units in scope, "
+            f"{measured.n_control} controls)"
+        )
         parts.append(frame_html(methods.round(5)))
         if measured.notes:
-            parts.append("<ul>" + "".join(f"<li>{html.escape(str(mask_text(n)))}</li>"
-                                          for n in measured.notes) + "</ul>")
+            parts.append(
+                "<ul>"
+                + "".join(f"<li>{html.escape(str(mask_text(n)))}</li>" for n in measured.notes)
+                + "</ul>"
+            )
     if error:
         parts.append(f"<p><i>{html.escape(error)}</i></p>")
     return "".join(parts)
@@ -987,8 +1158,14 @@ class FixLab(_Dashboard):
     css = "fixlab"
     render = staticmethod(render_fixlab)
 
-    def __init__(self, dataset: "Dataset", result: "AnalysisResult", *, change_id: str | None = None,
-                 exclude_merchants: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        dataset: "Dataset",
+        result: "AnalysisResult",
+        *,
+        change_id: str | None = None,
+        exclude_merchants: Sequence[str] = (),
+    ) -> None:
         import ipywidgets as widgets
 
         super().__init__()
@@ -997,42 +1174,85 @@ class FixLab(_Dashboard):
         wide = {"description_width": "120px"}
         iv = self.data.interventions
         self.change = widgets.Dropdown(
-            options=[(f"{r.change_id} {r.kind} {r.scope_type}={r.scope_value}", r.change_id)
-                     for r in iv.itertuples()],
-            value=p.change_id, description="fix", style=wide, layout=widgets.Layout(width="560px"))
+            options=[
+                (f"{r.change_id} {r.kind} {r.scope_type}={r.scope_value}", r.change_id)
+                for r in iv.itertuples()
+            ],
+            value=p.change_id,
+            description="fix",
+            style=wide,
+            layout=widgets.Layout(width="560px"),
+        )
         self.fix_date = widgets.SelectionSlider(
-            options=[(f"{d:%m-%d}", d) for d in self.data.days], value=p.fix_date,
-            description="fix date", style=wide, layout=widgets.Layout(width="560px"))
+            options=[(f"{d:%m-%d}", d) for d in self.data.days],
+            value=p.fix_date,
+            description="fix date",
+            style=wide,
+            layout=widgets.Layout(width="560px"),
+        )
         top = max(5.0, round(300 * p.link_error_rate, 1))
         self.link_error_rate = widgets.FloatSlider(
-            value=round(100 * p.link_error_rate, 2), min=0.0, max=top, step=0.01, readout_format=".2f",
-            description="link failures %", style=wide, layout=widgets.Layout(width="560px"))
-        self.upgrade = widgets.Checkbox(value=p.upgrade, description="network upgrade", indent=False)
-        self.validation = widgets.Checkbox(value=p.validation, description="message validation",
-                                           indent=False)
-        self.retries = widgets.IntSlider(value=p.retries, min=0, max=5, description="resends",
-                                         style=wide)
+            value=round(100 * p.link_error_rate, 2),
+            min=0.0,
+            max=top,
+            step=0.01,
+            readout_format=".2f",
+            description="link failures %",
+            style=wide,
+            layout=widgets.Layout(width="560px"),
+        )
+        self.upgrade = widgets.Checkbox(
+            value=p.upgrade, description="network upgrade", indent=False
+        )
+        self.validation = widgets.Checkbox(
+            value=p.validation, description="message validation", indent=False
+        )
+        self.retries = widgets.IntSlider(
+            value=p.retries, min=0, max=5, description="resends", style=wide
+        )
         self.table = widgets.HTML()
-        for name in ("change", "fix_date", "link_error_rate", "upgrade", "validation", "retries", "table"):
+        for name in (
+            "change",
+            "fix_date",
+            "link_error_rate",
+            "upgrade",
+            "validation",
+            "retries",
+            "table",
+        ):
             getattr(self, name).add_class(f"fixlab-{name.replace('_', '-')}")
-        self._watch([self.fix_date, self.link_error_rate, self.upgrade, self.validation, self.retries],
-                    lambda change: self.refresh())
+        self._watch(
+            [self.fix_date, self.link_error_rate, self.upgrade, self.validation, self.retries],
+            lambda change: self.refresh(),
+        )
         self._watch([self.change], self._on_change)
-        self.widget = widgets.VBox([
-            widgets.HTML("<b>Fix lab</b> — what-if prediction (模拟预测) against measured effect (实测效果)"),
-            self.change, self.fix_date, self.link_error_rate,
-            widgets.HBox([self.upgrade, self.validation, self.retries]),
-            self.readout, self.figure, self.table,
-        ])
+        self.widget = widgets.VBox(
+            [
+                widgets.HTML(
+                    "<b>Fix lab</b> — what-if prediction (模拟预测) against measured effect (实测效果)"
+                ),
+                self.change,
+                self.fix_date,
+                self.link_error_rate,
+                widgets.HBox([self.upgrade, self.validation, self.retries]),
+                self.readout,
+                self.figure,
+                self.table,
+            ]
+        )
         self.refresh()
 
     @property
     def params(self) -> FixLabParams:
         """The controls' current values."""
-        return FixLabParams(change_id=self.change.value, fix_date=self.fix_date.value,
-                            link_error_rate=self.link_error_rate.value / 100.0,
-                            upgrade=bool(self.upgrade.value), validation=bool(self.validation.value),
-                            retries=int(self.retries.value))
+        return FixLabParams(
+            change_id=self.change.value,
+            fix_date=self.fix_date.value,
+            link_error_rate=self.link_error_rate.value / 100.0,
+            upgrade=bool(self.upgrade.value),
+            validation=bool(self.validation.value),
+            retries=int(self.retries.value),
+        )
 
     def refresh(self) -> None:
         """Recompute figure, tables and readout from the controls."""

@@ -41,7 +41,7 @@ pytestmark = [
     pytest.mark.skipif(
         not CHROMIUM.exists(),
         reason="browser tests need Debian's Chromium at /usr/bin/chromium "
-               "(apt-get install -y chromium; .ci/run installs it)",
+        "(apt-get install -y chromium; .ci/run installs it)",
     ),
 ]
 
@@ -62,22 +62,30 @@ def _wait_for(url: str, proc: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text(errors='replace')}")
+            raise RuntimeError(
+                f"server exited with {proc.returncode}:\n{log.read_text(errors='replace')}"
+            )
         try:
             with urllib.request.urlopen(url, timeout=5):
                 return
         except OSError:
             time.sleep(0.5)
-    raise RuntimeError(f"server at {url} did not answer in {START_TIMEOUT} s:\n{log.read_text(errors='replace')}")
+    raise RuntimeError(
+        f"server at {url} did not answer in {START_TIMEOUT} s:\n{log.read_text(errors='replace')}"
+    )
 
 
 class _Server:
     """A Jupyter server subprocess on a free port, stopped (only this process) on exit."""
 
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str], log: Path, port: int) -> None:
+    def __init__(
+        self, args: list[str], cwd: Path, env: dict[str, str], log: Path, port: int
+    ) -> None:
         self.port, self.log = port, log
         self._fh = log.open("wb")
-        self.proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=self._fh, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            args, cwd=cwd, env=env, stdout=self._fh, stderr=subprocess.STDOUT
+        )
 
     def url(self, path: str = "") -> str:
         return f"http://127.0.0.1:{self.port}/{path}"
@@ -93,8 +101,12 @@ class _Server:
 
 
 def _env(tmp: Path) -> dict[str, str]:
-    env = dict(os.environ, MPLBACKEND="Agg", JUPYTER_CONFIG_DIR=str(tmp / "config"),
-               JUPYTER_RUNTIME_DIR=str(tmp / "runtime"))
+    env = dict(
+        os.environ,
+        MPLBACKEND="Agg",
+        JUPYTER_CONFIG_DIR=str(tmp / "config"),
+        JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
+    )
     env.pop("JUPYTER_TOKEN", None)
     return env
 
@@ -104,9 +116,19 @@ def voila_server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("voila")
     port = _free_port()
     server = _Server(
-        [sys.executable, "-m", "voila", "--no-browser", "--Voila.ip=127.0.0.1", f"--port={port}",
-         "notebooks/02_incident_triage.ipynb"],
-        cwd=ROOT, env=_env(tmp), log=tmp / "voila.log", port=port,
+        [
+            sys.executable,
+            "-m",
+            "voila",
+            "--no-browser",
+            "--Voila.ip=127.0.0.1",
+            f"--port={port}",
+            "notebooks/02_incident_triage.ipynb",
+        ],
+        cwd=ROOT,
+        env=_env(tmp),
+        log=tmp / "voila.log",
+        port=port,
     )
     try:
         _wait_for(server.url(), server.proc, server.log)
@@ -123,11 +145,25 @@ def lab_server(tmp_path_factory):
     shutil.copy(NOTEBOOKS / "01_supermarket_case_study.ipynb", work)
     port = _free_port()
     server = _Server(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-         f"--ServerApp.port={port}", "--ServerApp.allow_root=True", "--IdentityProvider.token=",
-         "--ServerApp.password=", f"--ServerApp.root_dir={work}", "--LabApp.expose_app_in_browser=True",
-         "--LabApp.news_url=", f"--LabApp.workspaces_dir={tmp / 'workspaces'}"],
-        cwd=work, env=_env(tmp), log=tmp / "lab.log", port=port,
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}",
+            "--ServerApp.allow_root=True",
+            "--IdentityProvider.token=",
+            "--ServerApp.password=",
+            f"--ServerApp.root_dir={work}",
+            "--LabApp.expose_app_in_browser=True",
+            "--LabApp.news_url=",
+            f"--LabApp.workspaces_dir={tmp / 'workspaces'}",
+        ],
+        cwd=work,
+        env=_env(tmp),
+        log=tmp / "lab.log",
+        port=port,
     )
     try:
         _wait_for(server.url("api"), server.proc, server.log)
@@ -160,8 +196,12 @@ def test_jupyterlab_renders_and_runs_the_case_study(lab_server, page):
     from playwright.sync_api import expect
 
     stored = nbformat.read(NOTEBOOKS / "01_supermarket_case_study.ipynb", as_version=4)
-    n_images = sum("image/png" in o.get("data", {}) for c in stored.cells if c.cell_type == "code"
-                   for o in c.outputs)
+    n_images = sum(
+        "image/png" in o.get("data", {})
+        for c in stored.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+    )
     page.set_default_timeout(RUN_TIMEOUT_MS)
     page.goto(lab_server.url("lab/tree/01_supermarket_case_study.ipynb"), timeout=RUN_TIMEOUT_MS)
     notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook")
@@ -172,8 +212,10 @@ def test_jupyterlab_renders_and_runs_the_case_study(lab_server, page):
 
     # clear the outputs and run every cell in this JupyterLab's kernel: the notebook works there
     # too. Read the cells' model rather than the DOM (JupyterLab renders only visible cells).
-    page.wait_for_function("window.jupyterapp && window.jupyterapp.shell.currentWidget"
-                           " && window.jupyterapp.shell.currentWidget.sessionContext")
+    page.wait_for_function(
+        "window.jupyterapp && window.jupyterapp.shell.currentWidget"
+        " && window.jupyterapp.shell.currentWidget.sessionContext"
+    )
     run = page.evaluate(_RUN_ALL)
     assert run["cleared_images"] == 0
     assert run["ok"] is True, run

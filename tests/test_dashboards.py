@@ -99,7 +99,10 @@ def test_date_range_and_empty_selection(triage):
     assert f"{day:%Y-%m-%d} to {day:%Y-%m-%d}" in triage.readout.value
     quiet = triage.data.merchants["merchant_id"][
         ~triage.data.merchants["merchant_id"].isin(
-            triage.data.incidents.loc[triage.data.incidents["date"] == pd.Timestamp(day), "merchant_id"])
+            triage.data.incidents.loc[
+                triage.data.incidents["date"] == pd.Timestamp(day), "merchant_id"
+            ]
+        )
     ].iloc[0]
     triage.merchant.value = quiet
     assert _count(triage.readout.value) == 0
@@ -147,3 +150,118 @@ def test_dashboard_displays_as_its_widget(triage):
 
 def test_doctests():
     assert doctest.testmod(dash_mod, optionflags=doctest.ELLIPSIS).failed == 0
+
+
+# --------------------------------------------------------------------------- fix lab
+
+from analysis.dashboards import FixLab, FixLabParams, render_fixlab  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def fixlab_base(case):
+    ds, result = case
+    return FixLab(ds, result)
+
+
+@pytest.fixture()
+def fixlab(fixlab_base):
+    """A fresh lab on the shared data (its measured effects stay cached across tests)."""
+    lab = fixlab_base
+    p = lab.data.default_params()
+    with lab._hold():
+        lab.change.value = p.change_id
+        lab.fix_date.value = p.fix_date
+        lab.link_error_rate.value = round(100 * p.link_error_rate, 2)
+        lab.upgrade.value, lab.validation.value, lab.retries.value = (
+            p.upgrade,
+            p.validation,
+            p.retries,
+        )
+    lab.refresh()
+    return lab
+
+
+def _points(readout: str, what: str) -> float:
+    return float(re.search(rf"{what}[^·]*?: ([+-]\d+\.\d+) points", readout).group(1))
+
+
+def test_fixlab_starts_at_the_first_fix_with_the_observed_link_rate(fixlab, case):
+    ds, _ = case
+    first = ds.interventions.sort_values("applied_at").iloc[0]
+    r = fixlab.readout.value
+    assert r.startswith(
+        f"Unsettled rate change after {first['change_id']} on {first['scope_type']} "
+        f"{first['scope_value']} from {first['applied_at']:%Y-%m-%d}"
+    )
+    assert f"what-if ({first['kind']}" in r and "measured: " in r
+    assert "What-if inputs" in fixlab.table.value and "Measured effect" in fixlab.table.value
+    observed = fixlab.data.observed_link_rate(first["change_id"], fixlab.fix_date.value)
+    assert fixlab.link_error_rate.value == pytest.approx(100 * observed, abs=0.006)
+
+
+def test_fixlab_link_rate_slider_moves_the_prediction_only(fixlab):
+    before = fixlab.readout.value, fixlab.figure.value
+    predicted, measured = _points(before[0], "what-if"), _points(before[0], "measured")
+    fixlab.link_error_rate.value = fixlab.link_error_rate.value / 4
+    after = fixlab.readout.value
+    assert f"link failures {fixlab.link_error_rate.value:.2f}% of attempts" in after
+    assert abs(_points(after, "what-if")) < abs(predicted)
+    assert _points(after, "measured") == measured
+    assert fixlab.figure.value != before[1]
+
+
+def test_fixlab_validation_and_resends(fixlab):
+    fixlab.upgrade.value = False
+    fixlab.validation.value = True
+    one = fixlab.readout.value
+    assert "what-if (message_validation, 1 resend(s)" in one
+    fixlab.retries.value = 3
+    three = fixlab.readout.value
+    assert "3 resend(s)" in three
+    assert abs(_points(three, "what-if")) >= abs(_points(one, "what-if"))
+    fixlab.validation.value = False
+    assert "what-if: no fix assumed" in fixlab.readout.value
+    assert "What-if inputs" not in fixlab.table.value
+
+
+def test_fixlab_fix_date_measures_a_placebo(fixlab):
+    real = _points(fixlab.readout.value, "measured")
+    html_before = fixlab.table.value
+    early = fixlab.fix_date.options[len(fixlab.fix_date.options) // 4][1]
+    fixlab.fix_date.value = early
+    r = fixlab.readout.value
+    assert f"from {early:%Y-%m-%d}" in r
+    assert _points(r, "measured") != real
+    assert fixlab.table.value != html_before
+
+
+def test_fixlab_change_picker_resets_to_that_fix(fixlab, case):
+    ds, _ = case
+    second = ds.interventions.sort_values("applied_at").iloc[1]
+    fixlab.change.value = second["change_id"]
+    assert fixlab.fix_date.value == second["applied_at"].date()
+    assert fixlab.validation.value == (second["kind"] == "message_validation")
+    assert fixlab.readout.value.startswith(f"Unsettled rate change after {second['change_id']}")
+
+
+def test_render_fixlab_is_pure(fixlab):
+    import matplotlib.pyplot as plt
+
+    before = plt.get_fignums()
+    p = fixlab.data.default_params()
+    fig = render_fixlab(fixlab.data, p)
+    assert plt.get_fignums() == before
+    left, right = fig.axes[:2]
+    assert left.get_title() and right.get_title()
+    assert "percentage points" in right.get_xlabel()
+    assert right.get_legend() is not None and left.get_legend() is not None
+    assert dash_mod.figure_png(fig) == dash_mod.figure_png(render_fixlab(fixlab.data, p))
+    assert isinstance(p, FixLabParams) and p.kinds
+
+
+def test_fixlab_needs_interventions(case):
+    ds, result = case
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match="no interventions"):
+        FixLab(replace(ds, interventions=None), result)

@@ -15,7 +15,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import matplotlib
-import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
@@ -105,7 +104,9 @@ def _data_texts(path: Path) -> list[str]:
 def test_data_directory_holds_no_card_number():
     files = [p for p in (ROOT / "data").rglob("*") if p.is_file()]
     assert files
-    found = {p.name: runs for p in files if (runs := [r for t in _data_texts(p) for r in luhn_runs(t)])}
+    found = {
+        p.name: runs for p in files if (runs := [r for t in _data_texts(p) for r in luhn_runs(t)])
+    }
     assert found == {}, f"Luhn-valid digit runs in data/: { {k: v[:3] for k, v in found.items()} }"
 
 
@@ -163,7 +164,9 @@ def test_triage_dashboard_shows_no_full_pan(full_pan_city):
         grab()
     dash.cause.value = ALL
     shown.extend(ticket_html(dash.data, t) for t in dash.data.tickets["ticket_id"])
-    assert any("卡号" in s for s in shown), "the typed card numbers should reach the ticket view (masked)"
+    assert any("卡号" in s for s in shown), (
+        "the typed card numbers should reach the ticket view (masked)"
+    )
     leaks = [s[:200] for s in shown if _leaks(s, pans)]
     assert leaks == []
 
@@ -171,7 +174,9 @@ def test_triage_dashboard_shows_no_full_pan(full_pan_city):
 def test_the_data_scan_would_find_a_card_number(tmp_path):
     import pyarrow as pa
 
-    pq.write_table(pa.table({"n": [1, 2], "card_number": ["4111111111111111", None]}), tmp_path / "t.parquet")
+    pq.write_table(
+        pa.table({"n": [1, 2], "card_number": ["4111111111111111", None]}), tmp_path / "t.parquet"
+    )
     (tmp_path / "notes.md").write_text("card 5500005555555559 seen", encoding="utf-8")
     found = [r for p in sorted(tmp_path.iterdir()) for t in _data_texts(p) for r in luhn_runs(t)]
     assert found == ["5500005555555559", "4111111111111111"]

@@ -86,6 +86,15 @@ def test_missing_dataset_is_a_clear_error(tmp_path):
         build_report(tmp_path / "nothing", tmp_path / "r.html", progress=False)
 
 
+def test_a_bad_dataset_is_the_loaders_error_not_a_notebook_traceback(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "merchants.csv").write_text("merchant_id\n1\n", encoding="utf-8")
+    with pytest.raises(DatasetError, match="required table 'terminals' is missing") as info:
+        build_report(tmp_path / "data", tmp_path / "r.html", progress=False)
+    assert "Traceback" not in str(info.value)
+    assert not (tmp_path / "r.html").exists()
+
+
 def test_html_is_self_contained():
     page = notebook_html(nbformat.read(CASE_NOTEBOOK, as_version=4))
     assert not re.search(r"<script[^>]+src=", page)
@@ -104,20 +113,33 @@ def test_report_reproduces_the_committed_notebook(tmp_path):
     for source, texts in committed.items():
         assert fresh[source] == texts, f"outputs of cell {source[:60]!r} differ"
     page = run.html_path.read_text(encoding="utf-8")
-    printed = [o.text for c in run.notebook.cells if c.cell_type == "code" for o in c.outputs
-               if o.output_type == "stream" and o.name == "stdout"]
+    printed = [
+        o.text
+        for c in run.notebook.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if o.output_type == "stream" and o.name == "stdout"
+    ]
     assert len(printed) >= 5
     for text in printed:
         for line in text.strip().splitlines()[:2]:
             assert html.escape(line.strip(), quote=False) in page
-    stored_images = sum("image/png" in o.get("data", {}) for c in run.notebook.cells
-                        if c.cell_type == "code" for o in c.outputs)
+    stored_images = sum(
+        "image/png" in o.get("data", {})
+        for c in run.notebook.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+    )
     assert len(re.findall(r"<img[^>]+src=\"data:image/png;base64,", page)) == stored_images
 
 
 def test_report_on_a_dataset_with_only_the_required_tables(tmp_path):
-    city = simulate_city(CityConfig(n_merchants=30, n_neighbourhoods=3, days=15, seed=5), full_pans=False)
-    tables = {k: v for k, v in city.tables.items() if k in ("merchants", "terminals", "transactions")}
+    city = simulate_city(
+        CityConfig(n_merchants=30, n_neighbourhoods=3, days=15, seed=5), full_pans=False
+    )
+    tables = {
+        k: v for k, v in city.tables.items() if k in ("merchants", "terminals", "transactions")
+    }
     data = tmp_path / "data"
     from dataclasses import replace
 
