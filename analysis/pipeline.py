@@ -17,6 +17,7 @@ import pandas as pd
 
 from .causes import classify
 from .clusters import cluster_merchants
+from .fixes import evaluate_fixes
 from .contract import OUTPUTS
 from .io import Dataset
 from .reconcile import calendar_for, default_as_of, outcome_counts, reconcile, to_local_time
@@ -55,7 +56,7 @@ class AnalysisResult:
     shared_faults : list of dict
         Faults shared by several merchants (empty until shared-fault detection lands).
     fix_effects : DataFrame
-        One row per intervention and metric (empty until fix evaluation lands).
+        One row per intervention and metric (difference-in-differences against control merchants).
     """
 
     as_of: pd.Timestamp
@@ -131,7 +132,7 @@ def analyze(
     """
     from tqdm.auto import tqdm
 
-    steps = tqdm(total=3, desc="analyze", disable=not progress, unit="step")
+    steps = tqdm(total=4, desc="analyze", disable=not progress, unit="step")
     moment = parse_as_of(as_of) or default_as_of(dataset)
     cal = calendar_for(dataset.transactions["timestamp"])
     steps.set_postfix_str("reconcile")
@@ -145,6 +146,9 @@ def analyze(
     incidents = incidents.drop(columns="cluster_id", errors="ignore").merge(
         clusters, on="merchant_id", how="left"
     )
+    steps.update()
+    steps.set_postfix_str("fixes")
+    fix_effects = _fix_effects(dataset, reconciled, moment)
     steps.update()
     steps.set_postfix_str("tickets")
     if dataset.complaints is not None:
@@ -160,8 +164,15 @@ def analyze(
         tickets=tickets,
         clusters=clusters,
         shared_faults=[],
-        fix_effects=pd.DataFrame(columns=list(OUTPUTS["fix_effects.csv"])),
+        fix_effects=fix_effects,
     )
+
+
+def _fix_effects(dataset: Dataset, reconciled: pd.DataFrame, moment: pd.Timestamp) -> pd.DataFrame:
+    """Effect of every intervention on the contract's metrics (empty without interventions)."""
+    if dataset.interventions is None or dataset.interventions.empty:
+        return pd.DataFrame(columns=list(OUTPUTS["fix_effects.csv"]))
+    return evaluate_fixes(dataset, reconciled, as_of=moment).to_contract()
 
 
 __all__ = ["AnalysisResult", "analyze", "parse_as_of"]
