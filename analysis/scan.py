@@ -798,7 +798,7 @@ def _parallel_map(fn: Callable[[Any], Any], items: Sequence[Any], n_jobs: int, p
         ctx = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(max_workers=min(n_jobs, len(items)), mp_context=ctx) as pool:
             futures = [pool.submit(_call_forked, token, item) for item in items]
-            while not wait(futures, timeout=0.5).not_done == set():
+            while wait(futures, timeout=0.5).not_done:
                 progress.refresh()
             progress.refresh()
             return [f.result() for f in futures]
