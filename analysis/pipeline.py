@@ -17,7 +17,8 @@ import pandas as pd
 
 from .causes import classify
 from .clusters import cluster_merchants
-from .fixes import evaluate_fixes
+from .faults import find_shared_faults, shared_faults_to_json
+from .fixes import evaluate_fixes, exclusions_from_faults, onsets_from_faults
 from .contract import OUTPUTS
 from .io import Dataset
 from .reconcile import calendar_for, default_as_of, outcome_counts, reconcile, to_local_time
@@ -53,8 +54,8 @@ class AnalysisResult:
         One row per complaint with the matched transaction.
     clusters : DataFrame
         ``merchant_id, cluster_id``: spatial clusters of merchants (haversine DBSCAN).
-    shared_faults : list of dict
-        Faults shared by several merchants (empty until shared-fault detection lands).
+    shared_faults : list of SharedFault
+        Faults shared by several merchants (``analysis.faults``).
     fix_effects : DataFrame
         One row per intervention and metric (difference-in-differences against control merchants).
     """
@@ -101,7 +102,8 @@ class AnalysisResult:
             written.append(target)
         target = out / "shared_faults.json"
         target.write_text(
-            json.dumps(self.shared_faults, ensure_ascii=False, indent=2, default=str) + "\n",
+            json.dumps(shared_faults_to_json(self.shared_faults), ensure_ascii=False, indent=2)
+            + "\n",
             encoding="utf-8",
         )
         written.append(target)
@@ -117,6 +119,7 @@ def analyze(
     dataset: Dataset,
     *,
     as_of: str | pd.Timestamp | None = None,
+    seed: int = 0,
     progress: bool = False,
 ) -> AnalysisResult:
     """Run reconciliation, cause classification and ticket matching on a dataset.
@@ -127,12 +130,14 @@ def analyze(
         A validated dataset (``analysis.io.load_dataset``).
     as_of : str or Timestamp, optional
         Moment of analysis; default the latest time in the data (contract).
+    seed : int
+        Seed of the scan statistics' Monte Carlo replicas (results are reproducible).
     progress : bool
         Show a progress bar over the steps.
     """
     from tqdm.auto import tqdm
 
-    steps = tqdm(total=4, desc="analyze", disable=not progress, unit="step")
+    steps = tqdm(total=5, desc="analyze", disable=not progress, unit="step")
     moment = parse_as_of(as_of) or default_as_of(dataset)
     cal = calendar_for(dataset.transactions["timestamp"])
     steps.set_postfix_str("reconcile")
@@ -142,13 +147,19 @@ def analyze(
     steps.update()
     steps.set_postfix_str("classify")
     incidents = classify(dataset, reconciled, as_of=moment, calendar=cal)
-    clusters = cluster_merchants(dataset.merchants, dataset.terminals).to_contract()
+    merchant_clusters = cluster_merchants(dataset.merchants, dataset.terminals)
+    clusters = merchant_clusters.to_contract()
     incidents = incidents.drop(columns="cluster_id", errors="ignore").merge(
         clusters, on="merchant_id", how="left"
     )
     steps.update()
+    steps.set_postfix_str("shared faults")
+    shared = find_shared_faults(
+        dataset, reconciled, incidents, clusters=merchant_clusters, as_of=moment, seed=seed
+    )
+    steps.update()
     steps.set_postfix_str("fixes")
-    fix_effects = _fix_effects(dataset, reconciled, moment)
+    fix_effects = _fix_effects(dataset, reconciled, moment, shared)
     steps.update()
     steps.set_postfix_str("tickets")
     if dataset.complaints is not None:
@@ -163,16 +174,29 @@ def analyze(
         incidents=incidents,
         tickets=tickets,
         clusters=clusters,
-        shared_faults=[],
+        shared_faults=shared,
         fix_effects=fix_effects,
     )
 
 
-def _fix_effects(dataset: Dataset, reconciled: pd.DataFrame, moment: pd.Timestamp) -> pd.DataFrame:
-    """Effect of every intervention on the contract's metrics (empty without interventions)."""
+def _fix_effects(
+    dataset: Dataset, reconciled: pd.DataFrame, moment: pd.Timestamp, shared: list
+) -> pd.DataFrame:
+    """Effect of every intervention on the contract's metrics (empty without interventions).
+
+    Merchants of localized shared faults are never controls, and a fault's start is
+    the before-period's start for the first fix on its scope.
+    """
     if dataset.interventions is None or dataset.interventions.empty:
         return pd.DataFrame(columns=list(OUTPUTS["fix_effects.csv"]))
-    return evaluate_fixes(dataset, reconciled, as_of=moment).to_contract()
+    evaluation = evaluate_fixes(
+        dataset,
+        reconciled,
+        as_of=moment,
+        exclude_merchants=exclusions_from_faults(shared),
+        onsets=onsets_from_faults(shared),
+    )
+    return evaluation.to_contract()
 
 
 __all__ = ["AnalysisResult", "analyze", "parse_as_of"]
