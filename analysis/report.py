@@ -15,7 +15,7 @@ The notebook tells an investigation in the order an analyst works:
    (:func:`link_evidence`);
 6. the fixes: their measured effect against control merchants beside a what-if
    prediction fitted on the days before each (:func:`interventions_table`,
-   :func:`scope_rate_figure`, :func:`evaluate_case_fixes`, :func:`fix_comparison`,
+   :func:`scope_rate_figure`, :func:`fix_sentences`, :func:`fix_comparison`,
    :func:`fix_figures`);
 7. monitoring afterwards: is the problem back? (:func:`scope_chart`,
    :func:`monitoring_summary`, :func:`monitor_segments`);
@@ -48,7 +48,6 @@ from .exceptions import DatasetError
 if TYPE_CHECKING:  # pragma: no cover
     from .clusters import MerchantClusters
     from .dashboards import FixLabData
-    from .fixes import FixEvaluation
     from .monitor import ControlChart
     from .io import Dataset
     from .localize import Localization
@@ -69,7 +68,6 @@ __all__ = [
     "causes_table",
     "chart_figure",
     "complaints_summary",
-    "evaluate_case_fixes",
     "event_check",
     "event_summary",
     "execute_notebook",
@@ -77,6 +75,7 @@ __all__ = [
     "fix_comparison",
     "fix_figures",
     "fix_lab_data",
+    "fix_sentences",
     "interventions_table",
     "joint_reports",
     "joint_summary",
@@ -1165,16 +1164,17 @@ def fix_lab_data(case: CaseStudy, exclude_merchants: Sequence[str] = ()) -> "Fix
     return FixLabData.from_result(case.dataset, case.result, exclude_merchants=exclude_merchants)
 
 
-def evaluate_case_fixes(
-    case: CaseStudy, exclude_merchants: Sequence[str] = (), *, seed: int = 0
-) -> "FixEvaluation":
-    """Every intervention's measured effect (:func:`analysis.fixes.evaluate_fixes`); the merchants
-    with the problem are never controls."""
-    from .fixes import evaluate_fixes
-
-    return evaluate_fixes(
-        case.dataset, case.result.reconciled, exclude_merchants=exclude_merchants, seed=seed
-    )
+def fix_sentences(lab: "FixLabData | None") -> str:
+    """Each fix's measured effect on the unsettled rate in a sentence, with its notes
+    (:meth:`analysis.fixes.FixEffect.sentence`)."""
+    if lab is None:
+        return "No interventions table (or an empty one): no fix to evaluate."
+    lines = []
+    for cid in lab.interventions["change_id"]:
+        e = lab.measured(cid, lab.real_date(cid))
+        lines.append(f"{cid}: {e.sentence()}")
+        lines += [f"    - {n}" for n in e.notes]
+    return "\n".join(lines)
 
 
 def fix_comparison(lab: "FixLabData | None") -> pd.DataFrame:

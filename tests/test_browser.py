@@ -205,7 +205,7 @@ def test_jupyterlab_renders_and_runs_the_case_study(lab_server, page):
     page.set_default_timeout(RUN_TIMEOUT_MS)
     page.goto(lab_server.url("lab/tree/01_supermarket_case_study.ipynb"), timeout=RUN_TIMEOUT_MS)
     notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook")
-    expect(notebook.locator("h1").first).to_contain_text("好邻居便利超市", timeout=RUN_TIMEOUT_MS)
+    expect(notebook.locator("h1").first).to_contain_text("刷卡未到账", timeout=RUN_TIMEOUT_MS)
     expect(notebook.locator(".jp-RenderedImage img")).to_have_count(n_images, timeout=60_000)
     errors = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
     assert notebook.locator(errors).count() == 0
