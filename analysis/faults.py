@@ -217,7 +217,8 @@ RIPPLE_SHARE = 1 / 3
 #: Smallest relative risk of a shared fault's cause over its cells and days: with millions of
 #: attempts, a 5 % rise (late credits around a holiday) is significant, but it is no fault.
 MIN_RELATIVE_RISK = 1.5
-#: A day is still open when more than this share of its attempts has its credit deadline on or after ``as_of``.
+#: A day is still open when more than this share of its attempts has its credit deadline
+#: on or after the day of ``as_of``.
 UNSETTLED_SHARE = 0.05
 #: Two findings are one fault when they share this share of the smaller merchant set.
 SAME_FAULT_OVERLAP = 0.5
@@ -466,7 +467,7 @@ def _bank_codes(dataset, txn: pd.Index, transfer: np.ndarray) -> tuple[np.ndarra
     """Payee bank of each attempt as a position in the sorted bank names (purchases: ``(purchase)``)."""
     tx = dataset.transactions
     known = tx.loc[tx["txn_type"] == "transfer"]
-    names = known[BANK_DIM] if BANK_DIM in known.columns else pd.Series(pd.NA, index=known.index, dtype="string")
+    names = known[BANK_DIM] if BANK_DIM in known.columns else pd.Series(pd.NA, known.index, dtype="string")
     codes, uniques = pd.factorize(names)
     banks = pd.Index(sorted({NOT_A_TRANSFER, MISSING, *map(str, uniques)}))
     lookup = banks.get_indexer(pd.Index(uniques).astype(str))
@@ -501,7 +502,7 @@ def _attempts(dataset, reconciled: pd.DataFrame, incidents: pd.DataFrame, mercha
 
 
 def _still_open(rec: pd.DataFrame, as_of: pd.Timestamp) -> np.ndarray:
-    """Attempts whose credit deadline is not past at ``as_of`` (reconcile's ``deadline``; else ``in_cycle``)."""
+    """Attempts whose credit deadline is not past at ``as_of`` (``deadline``, else ``in_cycle``)."""
     if "deadline" in rec.columns:
         today = to_local_time(as_of).tz_localize(None).normalize()
         return (pd.to_datetime(rec["deadline"]) >= today).to_numpy(dtype=bool, na_value=False)
@@ -694,7 +695,7 @@ def _spatial_scan(data: _Data, active: np.ndarray, n_replicas: int, seed: int) -
     Circles hold up to half the attempts (SaTScan's default) but at most those
     of about :data:`SCAN_MAX_MERCHANTS` merchants: in a big city a wider place
     is a district, which the attribute screen and the temporal scan cover, and
-    the scan's cost grows with the square of the window size.
+    the Monte Carlo's cost grows with the number of windows.
     """
     merchant = data.column("merchant")
     M = len(data.merchants)
@@ -883,13 +884,17 @@ def _window_expected(cells: pd.DataFrame, inside: np.ndarray, dim: str) -> pd.Da
     lifts every value alike and localizes nowhere, while a bank's outage lifts
     that bank far beyond the others.
     """
-    current = _by_value(cells[inside], [dim]).groupby(dim, as_index=False)[["incidents", "transactions"]].sum()
-    before = _by_value(cells[~inside], [dim]).groupby(dim, as_index=False)[["incidents", "transactions"]].sum()
+    def per_value(part: pd.DataFrame) -> pd.DataFrame:
+        return _by_value(part, [dim]).groupby(dim, as_index=False)[["incidents", "transactions"]].sum()
+
+    def rest_rate(t: pd.DataFrame) -> np.ndarray:
+        """Per row: the rate of all the other rows."""
+        c, n = t["incidents"].to_numpy(float), t["transactions"].to_numpy(float)
+        return np.divide(c.sum() - c, n.sum() - n, out=np.full(len(t), np.nan), where=n.sum() - n > 0)
+
+    current, before = per_value(cells[inside]), per_value(cells[~inside])
     t = expected_from_baseline(current, before, [dim])
-    out = before.set_index(dim).reindex(t[dim]).fillna(0.0)
-    rest_in = (t["incidents"].sum() - t["incidents"].to_numpy()) / (t["transactions"].sum() - t["transactions"].to_numpy())
-    rest_out = ((out["incidents"].sum() - out["incidents"].to_numpy())
-                / (out["transactions"].sum() - out["transactions"].to_numpy()))
+    rest_in, rest_out = rest_rate(t), rest_rate(before.set_index(dim).reindex(t[dim]).fillna(0.0))
     with np.errstate(divide="ignore", invalid="ignore"):
         change = np.where((rest_out > 0) & np.isfinite(rest_in), rest_in / rest_out, 1.0)
     return t.assign(expected=t["expected"].to_numpy() * change)
@@ -1217,23 +1222,30 @@ def _place_rounds(data: _Data, level: float, n_replicas: int, seed: int,
 
 
 def _to_fault(data: _Data, v: _Verdict, fault_id: str) -> SharedFault:
-    start, last = (data.days[v.window[0]].date(), data.days[v.window[1]].date())
+    """The public record of an accepted verdict."""
+    start, last = data.days[v.window[0]].date(), data.days[v.window[1]].date()
     end = None if v.window[1] >= data.last_complete else last
     ids = tuple(sorted(data.merchants["merchant_id"].to_numpy()[v.members]))
-    daily = _daily(data, v)
-    text = (
-        f"{len(ids)} merchants ({_label(v.attributes)}) had {v.observed} {v.cause} family incidents "
-        f"vs {v.expected:.1f} expected from {start} to {'now' if end is None else last} "
-        f"(relative risk {v.relative_risk:.1f}); by cause: "
-        + ", ".join(f"{k} {n}" for k, n in v.cause_counts.items())
-        + "; " + "; ".join(v.notes)
-    )
     return SharedFault(
         fault_id=fault_id, cause=v.cause, merchant_ids=ids, start=start, end=end, observed=v.observed,
         expected=v.expected, relative_risk=v.relative_risk, p_value=v.p_value,
-        attributes=dict(v.attributes), evidence=text, detected_by=v.detected_by,
+        attributes=dict(v.attributes), evidence=_evidence(v, len(ids), start, end), detected_by=v.detected_by,
         cause_counts=dict(v.cause_counts), last_day=last, scan=v.scan, localization=v.localization,
-        daily=daily,
+        daily=_daily(data, v),
+    )
+
+
+def _evidence(v: _Verdict, n_merchants: int, start: dt.date, end: dt.date | None) -> str:
+    """One paragraph: who, when, how many, which detectors with their p-values, and their notes."""
+    by_cause = ", ".join(f"{n} {k}" for k, n in v.cause_counts.items())
+    best: dict[str, float] = {}
+    for name, p in v.support:
+        best[name] = min(p, best.get(name, 1.0))
+    found = "; ".join(f"{name} (p = {p:.2g})" for name, p in best.items())
+    return (
+        f"{n_merchants} merchants ({_label(v.attributes)}) had {v.observed} incidents of fault causes "
+        f"({by_cause}) vs {v.expected:.1f} expected, from {start} to {'now' if end is None else end} "
+        f"(relative risk {v.relative_risk:.1f}). Found by {found}. " + "; ".join(v.notes) + "."
     )
 
 
@@ -1280,7 +1292,8 @@ def find_shared_faults(
         Family-wise level over the three detectors (module docstring).
     n_replicas : int, default 999
         Monte Carlo replicas of the scans (999: p-values down to 0.001 before
-        the detectors' adjustment).
+        the detectors' adjustment); 0 turns the spatial and temporal scans off
+        (only the attribute detectors run).
     seed : int, default 0
         Seed of the replicas; equal seeds give equal results.
     min_merchants : int, default 3
@@ -1309,6 +1322,8 @@ def find_shared_faults(
     --------
     >>> from analysis.simulate import CityConfig, UnstableLink, simulate_city  # doctest: +SKIP
     >>> from analysis.io import Dataset                                        # doctest: +SKIP
+    >>> from analysis.reconcile import reconcile                               # doctest: +SKIP
+    >>> from analysis.causes import classify                                   # doctest: +SKIP
     >>> city = simulate_city(CityConfig(seed=3, n_merchants=120, days=30,
     ...                                 faults=(UnstableLink(start="2026-03-12"),)))  # doctest: +SKIP
     >>> ds = Dataset(**city.tables)                                            # doctest: +SKIP
@@ -1329,8 +1344,17 @@ def find_shared_faults(
         return []
     moment = to_local_time(as_of) if as_of is not None else (default_as_of(dataset) or rec["timestamp"].max())
     clusters = clusters if clusters is not None else cluster_merchants(dataset.merchants, dataset.terminals)
-    bar = tqdm(total=MAX_ROUNDS + 2, desc="shared faults", unit="step", disable=not progress)
-    data = replace(_build_data(dataset, rec, incidents, clusters, moment), min_merchants=int(min_merchants))
+    with tqdm(total=MAX_ROUNDS + 3, desc="shared faults", unit="step", disable=not progress) as bar:
+        data = replace(_build_data(dataset, rec, incidents, clusters, moment), min_merchants=int(min_merchants))
+        bar.update()
+        found = _shared_verdicts(data, alpha, n_replicas, seed, bar)
+        bar.update(bar.total - bar.n)
+    found = sorted(found, key=lambda v: (v.window[0], -v.observed))
+    return [_to_fault(data, v, f"SF{k + 1:03d}") for k, v in enumerate(found)]
+
+
+def _shared_verdicts(data: _Data, alpha: float, n_replicas: int, seed: int, bar) -> list[_Verdict]:
+    """The three detectors, the verdicts and the accepted shared faults (module docstring, 2-5)."""
     level = alpha / N_DETECTORS
     places, active = _place_rounds(data, level, n_replicas, seed, bar)
     attributes = [_judge(data, active, f, level) for f in _attribute_findings(data, active, level)]
@@ -1338,8 +1362,4 @@ def find_shared_faults(
     found = _accept(data, active, [*places, *attributes], level)
     lone = [v for v in attributes if 0 < len(v.members) < data.min_merchants]
     residual = active & ~_set_aside(data, found) & ~_set_aside(data, lone)
-    found += _burst_verdicts(data, residual, alpha, level, n_replicas, seed)
-    bar.update(bar.total - bar.n)
-    bar.close()
-    found = sorted(found, key=lambda v: (v.window[0], -v.observed))
-    return [_to_fault(data, v, f"SF{k + 1:03d}") for k, v in enumerate(found)]
+    return found + _burst_verdicts(data, residual, alpha, level, n_replicas, seed)
