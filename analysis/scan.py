@@ -428,13 +428,14 @@ class _Design:
         return [(int(a), int(b), int(d[a]), int(starts[a])) for a, b in zip(bounds[:-1], bounds[1:])]
 
     def day_sums(self, Y: np.ndarray) -> np.ndarray:
-        """What the scan reads of an (S + 1, T, R) array: the scanned days, summed along days.
+        """What the scan reads of an (S + 1, T or scanned days, R) array: the scanned days, summed along days.
 
         Suffix sums when every interval ends on the last day, else prefix sums
         with a leading zero; summing over days once per site here spares doing
         it for every window (sums over sites and over days commute).
         """
-        Y = Y[:, self.days]
+        if Y.shape[1] == self.T:
+            Y = Y[:, self.days]
         if self.T == 1:
             return np.ascontiguousarray(Y)
         if self.ends_together:
@@ -901,23 +902,28 @@ def _replica_block_maxima(design: _Design, thresholds: _CaseThresholds, plan: _P
 
 
 def _draw_null(design: _Design, rng: np.random.Generator, R: int) -> np.ndarray:
-    """R null replicas as a padded (S + 1, T, R) count array (totals fixed at C).
+    """R null replicas as a padded (S + 1, scanned days, R) count array (totals fixed at C).
 
     Bernoulli: the C cases fall on C of the N individuals chosen without
     replacement (multivariate hypergeometric over location-days). Poisson: C
-    cases are spread multinomially by population.
+    cases are spread multinomially by population. Days no interval covers are
+    pooled into one cell, whose cases are drawn but not kept.
     """
-    S, T = design.sites.cases.shape
-    weights = design.sites.population.ravel()
+    S = design.sites.n
+    inside = design.sites.population[:, design.days]
+    D = inside.shape[1]
+    rest = 0.0 if D == design.T else max(float(design.sites.population.sum() - inside.sum()), 0.0)
+    weights = np.append(inside.ravel(), rest)
     cells = np.flatnonzero(weights > 0)
-    X = np.zeros((S + 1, T, R), dtype=design.dtype)
-    flat = X[:S].reshape(S * T, R)
+    X = np.zeros((S + 1, D, R), dtype=design.dtype)
+    flat = X[:S].reshape(S * D, R)
+    keep = cells < S * D
     if design.model == "bernoulli" and len(cells) >= design.C:
         # many cells, few cases: pick the C individuals (O(C)) rather than walk every cell
         ends = np.cumsum(np.rint(weights[cells]).astype(np.int64))
         for r in range(R):
             chosen = np.sort(rng.choice(int(ends[-1]), size=design.C, replace=False))
-            flat[cells, r] = np.diff(np.searchsorted(chosen, ends, side="left"), prepend=0)
+            flat[cells[keep], r] = np.diff(np.searchsorted(chosen, ends, side="left"), prepend=0)[keep]
     else:
         step = max(1, _DRAW_ELEMENTS // max(len(cells), 1))
         for r0 in range(0, R, step):
@@ -926,7 +932,7 @@ def _draw_null(design: _Design, rng: np.random.Generator, R: int) -> np.ndarray:
                 draws = rng.multivariate_hypergeometric(np.rint(weights[cells]).astype(np.int64), design.C, size=size)
             else:
                 draws = rng.multinomial(design.C, weights[cells] / weights[cells].sum(), size=size)
-            flat[cells, r0 : r0 + size] = draws.T
+            flat[cells[keep], r0 : r0 + size] = draws[:, keep].T
     return X
 
 

@@ -218,8 +218,8 @@ def test_replica_maxima_are_exact():
         for centre in range(design.sites.n):
             nb = design.windows.of(centre)
             for k in range(len(nb)):
-                for s0, d in zip(design.first_day, design.n_days):
-                    c = X[nb[: k + 1], s0 : s0 + d, :].sum(axis=(0, 1)).astype(float)
+                for s0, s_in_x, d in zip(design.first_day, design.interval_starts, design.n_days):
+                    c = X[nb[: k + 1], s_in_x : s_in_x + d, :].sum(axis=(0, 1)).astype(float)  # X: scanned days
                     n = design.sites.population[nb[: k + 1], s0 : s0 + d].sum()
                     naive = np.maximum(naive, np.where(c >= 2, design.llr(c, np.full(150, n)), 0.0))
         np.testing.assert_array_equal(fast, naive)
