@@ -107,12 +107,13 @@ Method
    (all fault causes) in the fault's cells from ``start`` to ``end``;
    ``expected`` is the type-standardized ``sum C_type n_type / N_type`` (the
    scan's ``C n / N``); ``relative_risk = (observed / expected) / ((C -
-   observed) / (C - expected))`` as in SaTScan. ``p_value`` is the smallest
-   adjusted p-value of the detectors that found it: a scan's Monte Carlo
-   p-value times 3 (detectors), or the attribute detectors' Poisson p-value
-   times the elements searched, times 2 (RiskLoc and the screen) and 3,
-   capped at 1 -- a Bonferroni-valid p-value for the fault. ``evidence``
-   lists every detector's finding. Totals ``C``, ``N`` leave out the one- and
+   observed) / (C - expected))`` as in SaTScan. ``p_value`` is the Monte Carlo
+   p-value of the spatial or temporal scan that found it, times 3 (detectors);
+   for a fault only the attribute detectors found, their Poisson p-value times
+   the elements searched, times 2 (RiskLoc and the screen) and 3; capped at 1.
+   Each is Bonferroni-valid; the Monte Carlo one is preferred because it does
+   not lean on the Poisson model, whose p-values for a loud segment run to
+   1e-100 and beyond. ``evidence`` lists every detector's p-value. Totals ``C``, ``N`` leave out the one- and
    two-merchant problems set aside by the place rounds.
 
 References
@@ -220,6 +221,8 @@ MIN_RELATIVE_RISK = 1.5
 #: A day is still open when more than this share of its attempts has its credit deadline
 #: on or after the day of ``as_of``.
 UNSETTLED_SHARE = 0.05
+#: Smallest p-value reported (a Poisson tail can underflow to 0).
+P_FLOOR = 1e-300
 #: Two findings are one fault when they share this share of the smaller merchant set.
 SAME_FAULT_OVERLAP = 0.5
 
@@ -253,7 +256,9 @@ class SharedFault:
     relative_risk : float
         ``(observed / expected) / ((C - observed) / (C - expected))`` (SaTScan's).
     p_value : float
-        Detection p-value, Bonferroni-adjusted over the detectors (module docstring).
+        Detection p-value, Bonferroni-adjusted over the detectors: a scan's Monte
+        Carlo p-value where a scan found it, else the attribute detectors'
+        (module docstring, *Output*).
     attributes : dict
         The dimension values that localize it, e.g. ``{"network_segment": "CT-PD-8367"}``,
         ``{"payee_bank": "中国建设银行"}``, ``{"scope": "all"}`` or the scan circle.
@@ -282,7 +287,7 @@ class SharedFault:
     relative_risk: float
     p_value: float
     attributes: Mapping[str, Any]
-    evidence: str = ""
+    evidence: str = field(default="", repr=False)
     detected_by: tuple[str, ...] = ()
     cause_counts: Mapping[str, int] = field(default_factory=dict)
     last_day: dt.date | None = None
@@ -358,6 +363,9 @@ class SharedFault:
         -------
         matplotlib.axes.Axes
         """
+        if self.daily is None:
+            raise ValueError(f"{self.fault_id} has no daily series to plot; it comes with the faults "
+                             "find_shared_faults returns")
         if ax is None:
             from matplotlib.figure import Figure
 
@@ -677,16 +685,14 @@ class _Verdict:
 
     @property
     def p_value(self) -> float:
-        """The smallest adjusted p-value of the detectors that found it.
-
-        Each is already multiplied by the number of detectors (and RiskLoc's and
-        the screen's by 2 more), so the smallest is a Bonferroni-valid p-value.
-        """
-        return min(p for _, p in self.support)
+        """The Monte Carlo p-value of a scan that found it, else the attribute detectors' smallest."""
+        scans = [p for name, p in self.support if SCAN in name or BURST in name]
+        return min(scans or [p for _, p in self.support])
 
 
 def _adjusted(p: float) -> float:
-    return float(min(1.0, p * N_DETECTORS))
+    """A detector's p-value times the number of detectors, in [1e-300, 1] (no underflow to 0)."""
+    return float(min(1.0, max(p * N_DETECTORS, P_FLOOR)))
 
 
 def _spatial_scan(data: _Data, active: np.ndarray, n_replicas: int, seed: int) -> ScanResult | None:
@@ -1042,12 +1048,11 @@ def _judge(data: _Data, active: np.ndarray, f: _Finding, level: float) -> _Verdi
         finding=f, window=window, members=members, inside=inside,
         shared=len(members) >= data.min_merchants and spread_p <= level and group_rr >= MIN_RELATIVE_RISK,
         spread_p=spread_p,
-        cause=_dominant(data, active, inside) if len(members) else cause,
+        cause=cause,
         cause_counts={c: n for c, n in sorted(counts.items(), key=lambda kv: -kv[1]) if n},
         observed=observed, expected=E, relative_risk=_relative_risk(observed, E, float(cases[active].sum())),
         support=((" + ".join((*f.also, f.source)), f.p_value),), attributes=dict(f.attributes), llr=float(llr),
-        scan=f.scan,
-        localization=f.localization,
+        scan=f.scan, localization=f.localization,
         notes=tuple(n for n in (f.note, f"without its {k} largest contributor{'s' * (k != 1)} the rest "
                                         f"still shows excess {cause} (Poisson p = {spread_p:.2g})") if n),
     )

@@ -274,6 +274,8 @@ def test_summary_and_plot():
     daily = fault.daily
     assert list(daily.columns) == ["date", "cases", "attempts", "rate", "rest_rate"]
     assert int(daily["cases"].sum()) >= fault.observed
+    with pytest.raises(ValueError, match="no daily series"):
+        make_fault().plot()
 
 
 def test_bad_options_and_inputs():
