@@ -26,9 +26,9 @@ from __future__ import annotations
 import html
 import io
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -810,6 +810,9 @@ class FixLabData:
         The change log.
     exclude_merchants : tuple of str
         Never controls (the merchants of a shared fault).
+    onsets : dict
+        Fault starts by change id or scope value (:func:`analysis.fixes.onsets_from_faults`):
+        the first fix's before period starts there; detected where missing.
     window_days : int
         Longest period the what-if is fitted on (the days before the fix).
     horizon_days : int
@@ -819,6 +822,7 @@ class FixLabData:
     panel: pd.DataFrame
     interventions: pd.DataFrame
     exclude_merchants: tuple[str, ...] = ()
+    onsets: Mapping[str, Any] = field(default_factory=dict)
     window_days: int = 28
     horizon_days: int = 30
     _measured: dict = None  # type: ignore[assignment]
@@ -835,7 +839,13 @@ class FixLabData:
         exclude_merchants: Sequence[str] = (),
         **kw: Any,
     ) -> "FixLabData":
-        """Build the panel from ``analyze``'s result; the dataset gives the change log."""
+        """Build the panel from ``analyze``'s result; the dataset gives the change log.
+
+        The merchants of the result's shared faults (and ``exclude_merchants``) are
+        never controls, and a fault's start opens the first fix's before period, as in
+        ``analyze``'s ``fix_effects``.
+        """
+        from .fixes import exclusions_from_faults, onsets_from_faults
         from .metrics import daily_panel
 
         if dataset.interventions is None or not len(dataset.interventions):
@@ -852,7 +862,15 @@ class FixLabData:
             merchants=dataset.merchants,
         )
         iv = dataset.interventions.sort_values("applied_at", kind="stable").reset_index(drop=True)
-        return cls(panel=panel, interventions=iv, exclude_merchants=tuple(exclude_merchants), **kw)
+        faults = list(result.shared_faults or [])
+        exclude = sorted(set(exclusions_from_faults(faults)) | set(map(str, exclude_merchants)))
+        return cls(
+            panel=panel,
+            interventions=iv,
+            exclude_merchants=tuple(exclude),
+            onsets=onsets_from_faults(faults),
+            **kw,
+        )
 
     # ------------------------------------------------------------- the interventions
 
@@ -937,9 +955,18 @@ class FixLabData:
                 row,
                 interventions=table,
                 exclude_merchants=self.exclude_merchants,
+                onset=self.onset(change_id),
                 n_boot=0,
             )
         return self._measured[key]
+
+    def onset(self, change_id: str) -> Any:
+        """The start of the fault the change is on (None: unknown, detected if need be)."""
+        row = self.intervention(change_id)
+        for key in (change_id, str(row["scope_value"])):
+            if self.onsets.get(key) is not None:
+                return self.onsets[key]
+        return None
 
     def predicted(self, params: FixLabParams):
         """The what-if (:func:`analysis.fixes.simulate_fix`) fitted on the days before the fix;

@@ -13,13 +13,15 @@ The notebook tells an investigation in the order an analyst works:
    value, e.g. a network segment (:func:`scan_problem`, :func:`shared_clusters`,
    :func:`localize_problem`), and the link evidence dominates there
    (:func:`link_evidence`);
-6. the fixes: their measured effect against control merchants beside a what-if
+6. the verdict: the shared faults ``analyze`` found (:func:`faults_summary`,
+   :func:`faults_figure`);
+7. the fixes: their measured effect against control merchants beside a what-if
    prediction fitted on the days before each (:func:`interventions_table`,
    :func:`scope_rate_figure`, :func:`fix_sentences`, :func:`fix_comparison`,
    :func:`fix_figures`);
-7. monitoring afterwards: is the problem back? (:func:`scope_chart`,
+8. monitoring afterwards: is the problem back? (:func:`scope_chart`,
    :func:`monitoring_summary`, :func:`monitor_segments`);
-8. the money still owed, with the next step (:func:`money_owed`).
+9. the money still owed, with the next step (:func:`money_owed`).
 
 The functions work from a :class:`CaseStudy` (the dataset, ``analyze``'s result
 and the merchant-day panel of :mod:`analysis.metrics`) or from what an earlier
@@ -71,6 +73,8 @@ __all__ = [
     "event_check",
     "event_summary",
     "execute_notebook",
+    "faults_figure",
+    "faults_summary",
     "fault_window",
     "fix_comparison",
     "fix_figures",
@@ -1092,7 +1096,45 @@ def scope_label(attributes: Mapping[str, str]) -> str:
     return " & ".join(f"{k}={v}" for k, v in attributes.items())
 
 
-# =========================================================================== 6. the fixes
+# ====================================================================== 6. the verdict
+
+
+def faults_summary(case: CaseStudy) -> str:
+    """The shared faults ``analyze`` found (:func:`analysis.faults.find_shared_faults`): each
+    one's summary and the evidence a person can check."""
+    faults = list(case.result.shared_faults or [])
+    if not faults:
+        return "No shared fault: no problem is shared by three or more merchants beyond chance."
+    blocks = []
+    for f in faults:
+        evidence = getattr(f, "evidence", "")
+        blocks.append(f.summary() + (f"\n  evidence: {evidence}" if evidence else ""))
+    return "\n\n".join(blocks)
+
+
+def _plain_label(attributes: Mapping[str, Any]) -> str:
+    """``key=value`` pairs for a figure: values outside ASCII (no CJK font is assumed) are
+    named by their key only."""
+    return " & ".join(
+        f"{k}={v}" if str(v).isascii() else f"{k} (see text)" for k, v in attributes.items()
+    )
+
+
+def faults_figure(case: CaseStudy) -> Figure | None:
+    """One panel per shared fault: its merchants' daily fault-incident rate against the rest of
+    the city, its days shaded (:meth:`analysis.faults.SharedFault.plot`)."""
+    faults = [f for f in (case.result.shared_faults or []) if getattr(f, "daily", None) is not None]
+    if not faults:
+        return None
+    fig = Figure(figsize=(10, 3.2 * len(faults)), layout="constrained")
+    for ax, f in zip(np.atleast_1d(fig.subplots(len(faults), 1)), faults, strict=True):
+        f.plot(ax)
+        ax.set_title(f"{f.fault_id} {f.cause}: {_plain_label(f.attributes)}", fontsize=10)
+        ax.set_xlabel("business date")
+    return fig
+
+
+# ====================================================================== 7. the fixes
 
 
 def interventions_table(case: CaseStudy) -> pd.DataFrame:
@@ -1155,7 +1197,10 @@ def scope_rate_figure(case: CaseStudy, attributes: Mapping[str, str]) -> Figure:
 
 
 def fix_lab_data(case: CaseStudy, exclude_merchants: Sequence[str] = ()) -> "FixLabData | None":
-    """The fix lab's data (terminal × day panel and change log); None without interventions."""
+    """The fix lab's data (terminal × day panel and change log); None without interventions.
+
+    The merchants of the shared faults and ``exclude_merchants`` are never controls.
+    """
     from .dashboards import FixLabData
 
     iv = case.dataset.interventions
@@ -1246,7 +1291,7 @@ def fix_figures(lab: "FixLabData | None") -> list[Figure]:
     return [render_fixlab(lab, lab.default_params(cid)) for cid in lab.interventions["change_id"]]
 
 
-# =========================================================================== monitoring
+# ====================================================================== 8. monitoring
 
 
 def scope_chart(
@@ -1339,7 +1384,7 @@ def monitor_segments(case: CaseStudy, *, seed: int = 0, top: int = 10) -> pd.Dat
     return table.round({"p0": 5, "p1": 5, "h": 2, "arl0": 0, "last_rate": 5})
 
 
-# ====================================================================== 7. the money still owed
+# ====================================================================== 9. the money still owed
 
 
 def money_owed(case: CaseStudy, merchant_ids: Sequence[str] | None = None) -> pd.DataFrame:

@@ -265,3 +265,15 @@ def test_fixlab_needs_interventions(case):
 
     with pytest.raises(ValueError, match="no interventions"):
         FixLab(replace(ds, interventions=None), result)
+
+
+def test_fixlab_measures_what_analyze_reports(fixlab, case):
+    """Same exclusions (shared-fault merchants) and onsets as analyze's fix_effects."""
+    _, result = case
+    reported = result.fix_effects[result.fix_effects["metric"] == "unsettled_rate"]
+    assert len(reported)
+    for row in reported.itertuples():
+        e = fixlab.data.measured(row.change_id, fixlab.data.real_date(row.change_id))
+        assert e.effect == pytest.approx(row.effect, abs=1e-12)
+        assert e.ci_low == pytest.approx(row.ci_low, abs=1e-12)
+        assert e.ci_high == pytest.approx(row.ci_high, abs=1e-12)
