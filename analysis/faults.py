@@ -464,11 +464,18 @@ class _Attempts:
     open: np.ndarray  # bool: its credit deadline has not passed at ``as_of`` (the outcome may change)
 
 
+def _take(values: np.ndarray, positions: np.ndarray, fill: int = -1) -> np.ndarray:
+    """``values[positions]`` as integers, ``fill`` where a position is -1 (also when ``values`` is empty)."""
+    out = np.full(len(positions), fill, dtype=np.int64)
+    found = positions >= 0
+    out[found] = np.asarray(values)[positions[found]]
+    return out
+
+
 def _codes(values: pd.Series, categories: pd.Index) -> np.ndarray:
     """Position of each value in ``categories`` (-1 where absent or missing), factorizing first for speed."""
     codes, uniques = pd.factorize(values)
-    lookup = pd.Index(categories).get_indexer(pd.Index(uniques).astype(str))
-    return np.where(codes >= 0, lookup[codes], -1).astype(np.int64)
+    return _take(pd.Index(categories).get_indexer(pd.Index(uniques).astype(str)), codes)
 
 
 def _bank_codes(dataset, txn: pd.Index, transfer: np.ndarray) -> tuple[np.ndarray, pd.Index]:
@@ -479,10 +486,9 @@ def _bank_codes(dataset, txn: pd.Index, transfer: np.ndarray) -> tuple[np.ndarra
     codes, uniques = pd.factorize(names)
     banks = pd.Index(sorted({NOT_A_TRANSFER, MISSING, *map(str, uniques)}))
     lookup = banks.get_indexer(pd.Index(uniques).astype(str))
-    where = pd.Index(known["txn_id"]).get_indexer(txn[transfer])
-    found = np.where(where >= 0, codes[where], -1)
+    found = _take(codes, pd.Index(known["txn_id"]).get_indexer(txn[transfer]))
     out = np.full(len(txn), banks.get_loc(NOT_A_TRANSFER), dtype=np.int64)
-    out[transfer] = np.where(found >= 0, lookup[found], banks.get_loc(MISSING))
+    out[transfer] = _take(lookup, found, fill=banks.get_loc(MISSING))
     return out, banks
 
 
@@ -500,11 +506,20 @@ def _attempts(dataset, reconciled: pd.DataFrame, incidents: pd.DataFrame, mercha
     bank, banks = _bank_codes(dataset, txn, transfer)
     dates = pd.to_datetime(rec["business_date"])
     day0 = dates.min()
+    merchant = _codes(rec["merchant_id"], pd.Index(merchants["merchant_id"]))
+    terminal = _codes(rec["terminal_id"], pd.Index(terminals["terminal_id"]))
+    unknown = (merchant < 0) | (terminal < 0)
+    if unknown.any():
+        raise ValueError(
+            f"find_shared_faults: {int(unknown.sum())} transactions name a merchant missing from the merchants "
+            f"table or no terminal (e.g. txn_id {rec['txn_id'].iloc[int(np.argmax(unknown))]}); load the dataset "
+            "with analysis.io.load_dataset, which rejects such rows"
+        )
     return _Attempts(
-        merchant=_codes(rec["merchant_id"], pd.Index(merchants["merchant_id"])),
-        terminal=_codes(rec["terminal_id"], pd.Index(terminals["terminal_id"])),
+        merchant=merchant,
+        terminal=terminal,
         day=((dates - day0).dt.days).to_numpy(np.int64), day0=day0, n_days=int((dates.max() - day0).days) + 1,
-        transfer=transfer, bank=bank, banks=banks, cause=np.where(at >= 0, cause_codes[at], -1),
+        transfer=transfer, bank=bank, banks=banks, cause=_take(cause_codes, at),
         open=_still_open(rec, as_of),
     )
 

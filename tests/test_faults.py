@@ -278,6 +278,17 @@ def test_summary_and_plot():
         make_fault().plot()
 
 
+def test_tiny_datasets_without_fault_incidents():
+    from builders import make_dataset
+
+    for ds in (make_dataset(transactions=[{"txn_id": "A"}], settlements=[{"txn_id": "A"}]),
+               make_dataset(transactions=[{"txn_id": "A", "response_code": "96"}, {"txn_id": "B"}]),
+               make_dataset(transactions=[{"txn_id": "A", "txn_type": "refund"}])):
+        reconciled = reconcile(ds.transactions, ds.settlements, ds.merchants, as_of="2026-03-20")
+        incidents = classify(ds, reconciled, as_of="2026-03-20")
+        assert find_shared_faults(ds, reconciled, incidents, n_replicas=19) == []
+
+
 def test_bad_options_and_inputs():
     ds, rec, inc, _ = city_case(4)
     with pytest.raises(ValueError, match="alpha"):
@@ -287,6 +298,9 @@ def test_bad_options_and_inputs():
     with pytest.raises(ValueError, match="incidents needs columns"):
         find_shared_faults(ds, rec, inc.drop(columns="cause"))
     assert find_shared_faults(ds, rec.iloc[0:0], inc.iloc[0:0]) == []
+    stranger = rec.assign(merchant_id=rec["merchant_id"].where(rec.index != rec.index[0], "nobody"))
+    with pytest.raises(ValueError, match="missing from the merchants table"):
+        find_shared_faults(ds, stranger, inc)
 
 
 # --------------------------------------------------------------------------- building blocks
