@@ -51,13 +51,15 @@ Method
    * *time* -- a purely temporal Bernoulli scan
      (:func:`analysis.scan.space_time_scan` with the city as one location;
      Kulldorff et al. 1998) of the cases left once the faults above and the
-     one- and two-merchant problems are removed: a burst shared by the city,
-     such as an issuer outage or a bank's maintenance window. Inside a
-     significant burst's days the place scan and the value screen run again,
-     each value now expected at its own rate outside the burst times the
-     change the rest of the city shows (so a city-wide burst lifts every value
-     alike and localizes nowhere); when nothing shared localizes the burst,
-     the city is the candidate: ``{"scope": "all"}``.
+     one- and two-merchant problems are removed, over the days whose credit
+     deadlines have passed: a burst shared by the city, such as an issuer
+     outage or a bank's maintenance window. Inside a significant burst's days
+     the value screen runs again, each value now expected at its own rate
+     outside the burst times the change the rest of the city shows (so a
+     city-wide burst lifts every value alike and localizes nowhere), then, if
+     that localizes nothing and the burst is strong, the place scan; when
+     nothing shared localizes the burst, the city is the candidate:
+     ``{"scope": "all"}`` (:func:`_burst_verdicts`).
 
 3. **When.** The space-time cylinder of each candidate (Kulldorff et al. 1998):
    its cells times every interval of days, scored with the Bernoulli
@@ -65,7 +67,9 @@ Method
    (:func:`analysis.scan.llr_bernoulli`); the most likely interval gives
    ``start`` and ``end``. The scan is *retrospective* (all intervals, any
    length): it dates faults that ended -- when a fix worked -- as well as
-   running ones. ``end`` is None (ongoing) when the interval reaches the last
+   running ones, which a prospective scan (Kulldorff 2001: only intervals
+   ending on the last day, for surveillance) would miss; watching for a fault
+   that comes back is ``analysis.monitor``'s job. ``end`` is None (ongoing) when the interval reaches the last
    complete day before ``as_of``. The full space-time scan over every circle
    is not run: it costs a minute on the case study and cannot follow a
    firmware or a bank spread over the city.
