@@ -35,6 +35,7 @@ and keep their text to codes and ids, because a CJK font is not assumed.
 from __future__ import annotations
 
 import copy
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1547,7 +1548,8 @@ def execute_notebook(
         on_cell_executed=lambda **_: bar.update(),
     )
     try:
-        client.execute()
+        # the kernel process's own stderr is chatter; cells' output arrives as messages
+        client.execute(stderr=subprocess.DEVNULL)
     finally:
         bar.close()
     return nb
