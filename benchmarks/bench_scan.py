@@ -91,6 +91,8 @@ def main() -> None:
             lambda: space_time_scan(st_small, n_replicas=R, seed=1, n_jobs=J, max_radius_km=3),
         f"space-time Bernoulli, {n_st} locations x 60 days, {R} replicas, radius <= 3 km, 1-30 days":
             lambda: space_time_scan(st_small, model="bernoulli", n_replicas=R, seed=1, n_jobs=J, max_radius_km=3),
+        f"space-time Poisson, {n_big} locations x 60 days, {R} replicas, radius <= 3 km, 1-30 days":
+            lambda: space_time_scan(st_big, n_replicas=R, seed=1, n_jobs=J, max_radius_km=3),
         f"prospective space-time Poisson, {n_big} locations x 60 days, {R} replicas, radius <= 3 km, 1-30 days":
             lambda: space_time_scan(st_big, n_replicas=R, seed=1, n_jobs=J, max_radius_km=3, prospective=True),
     }

@@ -39,7 +39,8 @@ def _environment_requirements() -> dict[str, str]:
         m = re.match(r"^  - (\S.*)$", stripped)
         if m and not in_pip:
             name, bound = _req(m.group(1))
-            if name not in ("python", "pip"):
+            # openjdk: the Java runtime pyspark needs, which pip cannot install
+            if name not in ("python", "pip", "openjdk"):
                 out[name] = bound
     return out
 
