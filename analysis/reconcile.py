@@ -2,8 +2,10 @@
 
 :func:`reconcile` joins the authorization log with clearing and crediting and
 gives every transaction exactly one outcome of :data:`analysis.contract.OUTCOMES`
-as of a moment of analysis. Everything is vectorized (array operations, one
-merge), so it runs on millions of rows.
+as of a moment of analysis. The rules are one SQL query
+(:func:`reconcile_sql`) that runs on any engine of :mod:`analysis.engine`:
+:func:`reconcile_on` keeps the result in the engine (DuckDB over Parquet, Spark),
+:func:`reconcile` runs it on in-memory frames and returns pandas.
 
 Rules, in order of precedence
 -----------------------------
@@ -59,7 +61,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .contract import APPROVED, OUTCOMES, TIMEZONE
+from .contract import APPROVED, OUTCOMES, TABLES, TIMEZONE
+from .engine.tables import dates_from_days
+from .exceptions import CalendarError
 from .workdays import WorkCalendar, china_calendar, to_business_date
 
 #: Columns of :func:`reconcile`'s result, after the transaction columns it carries.
@@ -89,7 +93,6 @@ RESULT_COLUMNS = (
     "clearing_known",
 )
 
-_OPTIONAL_TXN_COLUMNS = ("reversal_reason", "original_txn_id")
 _CALENDAR_FIRST_YEAR = 2024
 
 
@@ -155,126 +158,144 @@ def calendar_for(*dates: pd.Series) -> WorkCalendar:
     return china_calendar(min([_CALENDAR_FIRST_YEAR, *years]))
 
 
-def _with_optional(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
-    """``frame`` with each optional column present (missing values where the source has none)."""
-    absent = [c for c in columns if c not in frame.columns]
-    if not absent:
-        return frame
-    return frame.assign(**{c: pd.Series(pd.NA, index=frame.index, dtype="str") for c in absent})
+#: The outcome rules of the module docstring, in order of precedence (SQL over ``base``).
+_OUTCOME_SQL = """CASE
+        WHEN reversal = 'failed' THEN 'reversal_failed'
+        WHEN reversal = 'sent' THEN 'reversed'
+        WHEN response_code IS NULL THEN 'reversal_failed'
+        WHEN NOT approved THEN 'declined'
+        WHEN txn_type IN ('void', 'refund') THEN 'cancellation'
+        WHEN voided THEN 'voided'
+        WHEN credit_status = 'credited' AND (credited_at_day <= deadline_day OR credited_at IS NULL)
+            THEN 'credited'
+        WHEN credit_status = 'credited' THEN 'credited_late'
+        WHEN credit_status = 'returned' THEN 'returned'
+        WHEN {as_of_day} <= deadline_day THEN 'in_cycle'
+        WHEN credit_status = 'pending' THEN 'credit_overdue'
+        ELSE 'not_cleared'
+    END"""
 
 
-def _cycles(transactions: pd.DataFrame, merchants: pd.DataFrame | None) -> np.ndarray:
-    """Each transaction's settlement cycle from its merchant (``T1`` where unknown)."""
-    if merchants is None or "settlement_cycle" not in merchants.columns:
-        return np.full(len(transactions), "T1", dtype=object)
-    cycle = merchants.drop_duplicates("merchant_id").set_index("merchant_id")["settlement_cycle"]
-    mapped = transactions["merchant_id"].map(cycle)
-    return mapped.fillna("T1").to_numpy(dtype=object)
+def reconcile_sql(as_of_day: int, *, settlements: bool, merchants: bool,
+                  carry: tuple[str, ...] = ()) -> str:
+    """The reconciliation step as one SQL query (DuckDB dialect) over the canonical tables.
 
+    Reads ``transactions``, ``calendar`` and, when present, ``settlements`` and
+    ``merchants`` (see :mod:`analysis.engine.tables`); gives one row per
+    transaction with the columns of :data:`ENGINE_COLUMNS`. Days are day numbers.
 
-def _settlement_columns(
-    transactions: pd.DataFrame, settlements: pd.DataFrame | None
-) -> pd.DataFrame:
-    """The settlements row of each transaction, aligned with ``transactions`` (empty where none)."""
-    cols = ["cleared_date", "credit_status", "credited_at", "return_reason"]
-    if settlements is None:
-        empty = pd.DataFrame(index=transactions.index)
-        empty["cleared_date"] = pd.Series(pd.NaT, index=transactions.index, dtype="datetime64[us]")
-        empty["credit_status"] = pd.Series(pd.NA, index=transactions.index, dtype="str")
-        empty["credited_at"] = pd.Series(
-            pd.NaT, index=transactions.index, dtype=f"datetime64[us, {TIMEZONE}]"
+    Parameters
+    ----------
+    as_of_day : int
+        Day number (Asia/Shanghai) of the moment of analysis.
+    settlements, merchants : bool
+        Whether those tables are registered.
+    carry : tuple of str
+        Further ``transactions`` columns to keep in the result.
+    """
+    if settlements:
+        settle = (
+            "SELECT txn_id, cleared_date_day AS cleared_day, credit_status, credited_at, "
+            "credited_at_day, return_reason FROM settlements"
         )
-        empty["return_reason"] = pd.Series(pd.NA, index=transactions.index, dtype="str")
-        return empty
-    srows = _with_optional(settlements, ("return_reason",))
-    srows = srows.drop_duplicates("txn_id", keep="last").set_index("txn_id")[cols]
-    aligned = srows.reindex(transactions["txn_id"].to_numpy())
-    aligned.index = transactions.index
-    return aligned
+    else:
+        settle = (
+            "SELECT CAST(NULL AS VARCHAR) AS txn_id, CAST(NULL AS INTEGER) AS cleared_day, "
+            "CAST(NULL AS VARCHAR) AS credit_status, CAST(NULL AS TIMESTAMPTZ) AS credited_at, "
+            "CAST(NULL AS INTEGER) AS credited_at_day, CAST(NULL AS VARCHAR) AS return_reason "
+            "WHERE FALSE"
+        )
+    cycles = (
+        "SELECT merchant_id, settlement_cycle FROM merchants"
+        if merchants
+        else "SELECT CAST(NULL AS VARCHAR) AS merchant_id, CAST(NULL AS VARCHAR) AS settlement_cycle WHERE FALSE"
+    )
+    return f"""
+WITH s AS ({settle}),
+m AS ({cycles}),
+voided AS (
+    SELECT DISTINCT original_txn_id AS txn_id FROM transactions
+    WHERE txn_type = 'void' AND response_code = '{APPROVED}'
+      AND coalesce(reversal, 'none') = 'none' AND original_txn_id IS NOT NULL
+),
+tx AS (
+    SELECT x.*, coalesce(x.reversal, 'none') AS reversal_,
+           coalesce(x.response_code = '{APPROVED}' AND coalesce(x.reversal, 'none') = 'none', FALSE)
+               AS approved,
+           coalesce(m.settlement_cycle, 'T1') AS settlement_cycle
+    FROM transactions x LEFT JOIN m ON x.merchant_id = m.merchant_id
+),
+base AS (
+    SELECT tx.txn_id, tx.merchant_id, tx.terminal_id, tx."timestamp", tx.t, tx.day, tx.txn_type,
+           tx.amount, tx.response_code, tx.reversal_ AS reversal, tx.reversal_reason,
+           tx.original_txn_id, tx.payee_bank, tx.approved, tx.settlement_cycle,{"".join(f" tx.{c}," for c in carry)}
+           CASE tx.settlement_cycle WHEN 'D1' THEN c.due_d1 WHEN 'D0' THEN c.due_d0 ELSE c.due_t1 END
+               AS due_day,
+           CASE tx.settlement_cycle WHEN 'D1' THEN c.deadline_d1 WHEN 'D0' THEN c.deadline_d0
+               ELSE c.deadline_t1 END AS deadline_day,
+           c.day IS NOT NULL AS in_calendar,
+           s.cleared_day, s.credit_status, s.credited_at, s.credited_at_day, s.return_reason,
+           CAST(cc.bdays_upto - c.bdays_upto AS INTEGER) AS credit_business_days,
+           v.txn_id IS NOT NULL AS voided
+    FROM tx
+    LEFT JOIN calendar c ON c.day = tx.day
+    LEFT JOIN s ON s.txn_id = tx.txn_id
+    LEFT JOIN calendar cc ON cc.day = s.credited_at_day
+    LEFT JOIN voided v ON v.txn_id = tx.txn_id
+)
+SELECT * EXCLUDE (voided, in_calendar),
+       {_OUTCOME_SQL.format(as_of_day=int(as_of_day))} AS outcome,
+       coalesce(credit_status = 'credited', FALSE) AS settled,
+       {'TRUE' if settlements else 'FALSE'} AS clearing_known,
+       (day IS NOT NULL AND (NOT in_calendar OR deadline_day IS NULL)) AS off_calendar
+FROM base"""
 
 
-def _voided_ids(transactions: pd.DataFrame, approved: pd.Series) -> pd.Series:
-    """True for transactions that an approved void cancels."""
-    voids = transactions["txn_type"].eq("void") & approved
-    return transactions["txn_id"].isin(transactions.loc[voids, "original_txn_id"].dropna())
+#: Columns of the engine table ``reconciled`` (:func:`reconcile_on`).
+ENGINE_COLUMNS = (
+    "txn_id", "merchant_id", "terminal_id", "timestamp", "t", "day", "txn_type", "amount",
+    "response_code", "reversal", "reversal_reason", "original_txn_id", "payee_bank", "approved",
+    "settlement_cycle", "due_day", "deadline_day", "cleared_day", "credit_status", "credited_at",
+    "credited_at_day", "return_reason", "credit_business_days", "outcome", "wait_until_day",
+    "settled", "clearing_known",
+)
 
 
-def _day_on_or_before(days: pd.Series, limit: pd.Series) -> pd.Series:
-    """Elementwise ``days <= limit`` on calendar days (False where either is missing)."""
-    return (days <= limit).fillna(False).astype(bool)
+def as_of_day(as_of: pd.Timestamp) -> int:
+    """Day number (days since 1970-01-01) of a moment's Asia/Shanghai calendar day."""
+    day = to_local_time(as_of).tz_localize(None).normalize()
+    return int((day - pd.Timestamp("1970-01-01")).days)
 
 
-def _approved(txns: pd.DataFrame) -> pd.Series:
-    """True where the response is ``00`` and no reversal was needed (missing reversal: ``none``)."""
-    reversal = txns["reversal"].fillna("none")
-    return (txns["response_code"].eq(APPROVED).fillna(False) & reversal.eq("none")).astype(bool)
+def reconcile_on(engine, *, as_of, name: str = "reconciled", carry: tuple[str, ...] = ()) -> None:
+    """Reconcile the dataset registered on ``engine`` into the engine table ``name``.
 
+    The engine must hold the canonical ``transactions`` and ``calendar`` tables
+    (:mod:`analysis.engine.tables`), and ``settlements``/``merchants`` when the
+    dataset has them. Nothing is fetched: the table stays in the engine.
 
-def _outcomes(
-    txns: pd.DataFrame,
-    settle: pd.DataFrame,
-    deadline: pd.Series,
-    as_of_day: pd.Timestamp,
-) -> np.ndarray:
-    """The outcome of each transaction by the module's rules (see the module docstring)."""
-    approved = _approved(txns)
-    reversal = txns["reversal"].fillna("none")
-    status = settle["credit_status"]
-    credited_day = to_business_date(settle["credited_at"])
-    on_time = _day_on_or_before(credited_day, deadline) | settle["credited_at"].isna()
-    conditions = [
-        reversal.eq("failed"),
-        reversal.eq("sent"),
-        txns["response_code"].isna(),
-        ~approved,
-        txns["txn_type"].isin(["void", "refund"]),
-        _voided_ids(txns, approved),
-        status.eq("credited") & on_time,
-        status.eq("credited"),
-        status.eq("returned"),
-        _day_on_or_before(pd.Series(as_of_day, index=deadline.index), deadline),
-        status.eq("pending"),
-    ]
-    choices = [
-        "reversal_failed",
-        "reversed",
-        "reversal_failed",
-        "declined",
-        "cancellation",
-        "voided",
-        "credited",
-        "credited_late",
-        "returned",
-        "in_cycle",
-        "credit_overdue",
-    ]
-    masks = [np.asarray(c.fillna(False), dtype=bool) for c in conditions]
-    return np.select(masks, choices, default="not_cleared")
-
-
-def _business_day_columns(
-    business_date: pd.Series, cycles: np.ndarray, calendar: WorkCalendar
-) -> tuple[pd.Series, pd.Series]:
-    """Due date and credit deadline for each business date (missing dates stay missing)."""
-    due = pd.Series(pd.NaT, index=business_date.index, dtype="datetime64[s]")
-    deadline = due.copy()
-    ok = business_date.notna().to_numpy()
-    if ok.any():
-        due[ok] = calendar.settlement_date(business_date[ok], cycles[ok]).to_numpy()
-        deadline[ok] = calendar.credit_deadline(business_date[ok], cycles[ok]).to_numpy()
-    return due, deadline
-
-
-def _credit_business_days(
-    business_date: pd.Series, credited_at: pd.Series, calendar: WorkCalendar
-) -> pd.Series:
-    """Business days from the business date to the credit day (``Int64``, missing if uncredited)."""
-    out = pd.Series(pd.NA, index=business_date.index, dtype="Int64")
-    ok = (credited_at.notna() & business_date.notna()).to_numpy()
-    if ok.any():
-        credit_day = to_business_date(credited_at[ok])
-        out[ok] = calendar.business_days_between(business_date[ok], credit_day).to_numpy()
-    return out
+    Raises
+    ------
+    CalendarError
+        When a transaction's day or credit deadline lies outside the calendar.
+    """
+    settlements, merchants = engine.has("settlements"), engine.has("merchants")
+    sql = reconcile_sql(as_of_day(as_of), settlements=settlements, merchants=merchants, carry=carry)
+    engine.create_table(f"{name}_all", sql)
+    off = engine.fetch(
+        f"SELECT txn_id, day FROM {name}_all WHERE off_calendar ORDER BY day, txn_id LIMIT 1"
+    )
+    if len(off):
+        day = dates_from_days(off["day"]).iloc[0].date()
+        raise CalendarError(
+            f"transaction {off['txn_id'].iloc[0]} on {day}: its day or credit deadline lies outside "
+            "the working calendar (holidays.China knows the announced years only)"
+        )
+    engine.create_view(
+        name,
+        f"SELECT * EXCLUDE (off_calendar), CASE WHEN outcome = 'in_cycle' THEN deadline_day END "
+        f"AS wait_until_day FROM {name}_all",
+    )
 
 
 def reconcile(
@@ -286,6 +307,9 @@ def reconcile(
     calendar: WorkCalendar | None = None,
 ) -> pd.DataFrame:
     """One row per transaction (same order and index) with its money outcome.
+
+    Runs :func:`reconcile_sql` on an in-memory DuckDB engine (the same step
+    ``analyze`` runs on DuckDB over Parquet or on Spark).
 
     Parameters
     ----------
@@ -330,35 +354,67 @@ def reconcile(
     >>> r[["outcome", "due_date", "wait_until"]].astype(str).iloc[0].tolist()
     ['in_cycle', '2026-02-14', '2026-02-25']
     """
-    txns = _with_optional(transactions, _OPTIONAL_TXN_COLUMNS)
-    settle = _settlement_columns(txns, settlements)
-    as_of = latest_time(txns["timestamp"], settle["credited_at"]) if as_of is None else as_of
+    from .engine import DuckDBEngine
+    from .engine.tables import canonical_sql, register_calendar
+
+    txns = transactions.assign(_row=np.arange(len(transactions)))
+    if settlements is not None:
+        settlements = settlements.drop_duplicates("txn_id", keep="last")
+    if merchants is not None:
+        merchants = merchants.drop_duplicates("merchant_id")
+    if as_of is None:
+        as_of = latest_time(
+            transactions["timestamp"], None if settlements is None else settlements["credited_at"]
+        )
     as_of = to_local_time(as_of) if as_of is not None else pd.Timestamp.now(tz=TIMEZONE)
-    as_of_day = as_of.tz_localize(None).normalize()
-
-    business_date = to_business_date(txns["timestamp"])
-    cycles = _cycles(txns, merchants)
-    calendar = calendar or calendar_for(business_date)
-    due, deadline = _business_day_columns(business_date, cycles, calendar)
-
-    out = txns[list(RESULT_COLUMNS[:9])].copy()
-    out["approved"] = _approved(txns)
-    out["business_date"] = business_date
-    out["settlement_cycle"] = pd.Series(cycles, index=txns.index, dtype="str")
-    out["due_date"] = due
-    out["deadline"] = deadline
-    outcome = _outcomes(txns, settle, deadline, as_of_day)
-    out["outcome"] = pd.Series(outcome, index=txns.index, dtype="str")
-    out["wait_until"] = deadline.where(out["outcome"].eq("in_cycle"))
-    for col in settle.columns:
-        out[col] = settle[col]
-    out["credit_business_days"] = _credit_business_days(
-        business_date, settle["credited_at"], calendar
-    )
-    out["settled"] = settle["credit_status"].eq("credited").fillna(False).astype(bool)
+    calendar = calendar or calendar_for(to_business_date(transactions["timestamp"]))
+    with DuckDBEngine(threads=2) as engine:
+        for name, frame in (("transactions", txns), ("settlements", settlements), ("merchants", merchants)):
+            if frame is not None:
+                engine.register_frame(f"src_{name}", _engine_ready(frame))
+                engine.create_view(name, canonical_sql(TABLES[name], list(frame.columns)))
+        register_calendar(engine, calendar)
+        reconcile_on(engine, as_of=as_of, carry=("_row",))
+        rec = engine.fetch("SELECT * FROM reconciled ORDER BY _row")
+    out = reconciled_frame(rec, transactions.index)
     out["clearing_known"] = settlements is not None
-    out = out[list(RESULT_COLUMNS)]
     out.attrs.update(as_of=as_of, settlements_known=settlements is not None)
+    return out
+
+
+def _engine_ready(frame: pd.DataFrame) -> pd.DataFrame:
+    """A frame whose object columns of text become strings (Arrow cannot guess mixed objects)."""
+    fixes = {c: frame[c].astype("str").where(frame[c].notna()) for c in frame.columns
+             if frame[c].dtype == object}
+    return frame.assign(**fixes) if fixes else frame
+
+
+def reconciled_frame(rec: pd.DataFrame, index: pd.Index | None = None) -> pd.DataFrame:
+    """The engine table ``reconciled`` (fetched) as :func:`reconcile`'s pandas result.
+
+    Day numbers become naive midnight dates, columns are :data:`RESULT_COLUMNS`.
+    """
+    index = rec.index if index is None else index
+    out = pd.DataFrame(index=index)
+    values = {
+        **{c: rec[c] for c in RESULT_COLUMNS[:9]},
+        "outcome": rec["outcome"],
+        "approved": rec["approved"].astype(bool),
+        "business_date": dates_from_days(rec["day"]).astype("datetime64[us]"),
+        "settlement_cycle": rec["settlement_cycle"],
+        "due_date": dates_from_days(rec["due_day"]),
+        "deadline": dates_from_days(rec["deadline_day"]),
+        "wait_until": dates_from_days(rec["wait_until_day"]),
+        "cleared_date": dates_from_days(rec["cleared_day"]).astype("datetime64[us]"),
+        "credit_status": rec["credit_status"],
+        "credited_at": rec["credited_at"],
+        "return_reason": rec["return_reason"],
+        "credit_business_days": rec["credit_business_days"].astype("Int64"),
+        "settled": rec["settled"].astype(bool),
+        "clearing_known": rec["clearing_known"].astype(bool),
+    }
+    for col in RESULT_COLUMNS:
+        out[col] = pd.Series(values[col].array, index=index)
     return out
 
 
@@ -392,7 +448,11 @@ def outcome_counts(reconciled: pd.DataFrame) -> pd.DataFrame:
 
 
 __all__ = [
+    "ENGINE_COLUMNS",
     "RESULT_COLUMNS",
+    "reconcile_on",
+    "reconcile_sql",
+    "reconciled_frame",
     "calendar_for",
     "default_as_of",
     "latest_time",

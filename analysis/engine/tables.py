@@ -34,7 +34,7 @@ SHANGHAI_OFFSET_S = 8 * 3600
 _EPOCH = np.datetime64("1970-01-01", "D")
 _SQL_TYPES = {"time": "TIMESTAMPTZ", "date": "DATE", "float": "DOUBLE", "money": "DOUBLE", "int": "BIGINT"}
 #: Columns outside the contract that the steps use when present (the loader adds ``card_token``).
-EXTRA_COLUMNS = {"transactions": ("card_token",)}
+EXTRA_COLUMNS = {"transactions": ("card_token", "_row")}
 
 
 def derived_names(column: str) -> tuple[str, str]:
@@ -70,7 +70,7 @@ def canonical_sql(spec: Table, present: list[str]) -> str:
         parts.append(col.name if col.name in have else f"CAST(NULL AS {typ}) AS {col.name}")
         if col.kind == "time":
             t, day = derived_names(col.name)
-            seconds = f"CAST(FLOOR(epoch({col.name})) AS BIGINT)" if col.name in have else "CAST(NULL AS BIGINT)"
+            seconds = f"CAST(FLOOR(epoch(CAST({col.name} AS TIMESTAMPTZ))) AS BIGINT)" if col.name in have else "CAST(NULL AS BIGINT)"
             parts += [f"{seconds} AS {t}", f"{local_day_sql(seconds)} AS {day}"]
         elif col.kind == "date":
             days = (
@@ -152,8 +152,13 @@ def register_dataset(engine: Engine, dataset, calendar: WorkCalendar) -> list[st
         engine.register_frame(f"src_{name}", frame)
         engine.create_view(name, canonical_sql(spec, list(frame.columns)))
         names.append(name)
-    engine.register_frame("calendar", calendar_frame(calendar))
+    register_calendar(engine, calendar)
     return names
+
+
+def register_calendar(engine: Engine, calendar: WorkCalendar) -> None:
+    """Register the working calendar as the table ``calendar`` (:func:`calendar_frame`)."""
+    engine.register_frame("calendar", calendar_frame(calendar))
 
 
 def register_parquet_tables(engine: Engine, files: dict[str, list[Path]], calendar: WorkCalendar) -> list[str]:
@@ -165,5 +170,5 @@ def register_parquet_tables(engine: Engine, files: dict[str, list[Path]], calend
         engine.register_parquet(f"src_{name}", paths)
         engine.create_view(name, canonical_sql(TABLES[name], engine.columns(f"src_{name}")))
         names.append(name)
-    engine.register_frame("calendar", calendar_frame(calendar))
+    register_calendar(engine, calendar)
     return names
