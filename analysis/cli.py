@@ -2,8 +2,9 @@
 
 Commands
 --------
-``analyze DATASET_DIR --out OUT_DIR [--as-of TIME]``
-    Reconcile, classify and match tickets; write the contract's output files.
+``analyze DATASET_DIR --out OUT_DIR [--as-of TIME] [--engine duckdb|spark] [--spark-master URL]``
+    Reconcile, classify, find shared faults, evaluate fixes and match tickets;
+    write the contract's output files.
 ``validate DATASET_DIR [--rejected-out DIR]``
     Load and check a dataset; print the row accounting.
 ``simulate case-study OUT_DIR [--truth-dir DIR]``
@@ -79,14 +80,30 @@ def analyze(
     as_of: Optional[str] = typer.Option(
         None, "--as-of", help="Moment of analysis (ISO 8601; no offset = Asia/Shanghai). Default: latest time in the data."
     ),
+    engine: str = typer.Option(
+        "duckdb", "--engine", help="Where the transaction-level steps run: duckdb (default) or spark."
+    ),
+    spark_master: str = typer.Option(
+        "local[2]", "--spark-master", help="Spark master URL for --engine spark: local[N], spark://HOST:7077, yarn."
+    ),
+    memory_limit: Optional[str] = typer.Option(
+        None, "--memory-limit", help="DuckDB memory limit (e.g. 6GB); beyond it DuckDB spills to disk."
+    ),
+    seed: int = typer.Option(0, help="Seed of the scan statistics' Monte Carlo replicas."),
     progress: bool = typer.Option(True, help="Show progress."),
 ) -> None:
-    """Reconcile, classify every incident, match tickets and write the contract's outputs."""
+    """Reconcile, classify every incident, find shared faults, evaluate fixes, match tickets; write the outputs."""
+    from .engine import ENGINES
     from .io import save_rejected
     from .pipeline import analyze as run_analysis
 
+    if engine not in ENGINES:
+        raise typer.BadParameter(f"choose one of {', '.join(ENGINES)}", param_hint="--engine")
+    options = {"master": spark_master} if engine == "spark" else {"memory_limit": memory_limit}
     dataset = _load(dataset_dir, progress)
-    result = run_analysis(dataset, as_of=as_of, progress=progress)
+    result = run_analysis(
+        dataset, engine=engine, engine_options=options, as_of=as_of, seed=seed, progress=progress
+    )
     paths = result.write(out)
     paths += save_rejected(dataset, out / "rejected")
     typer.echo("")

@@ -490,7 +490,8 @@ def localize(
     )
     found = _search(scored, cfg, max_root_causes) if total_ep > 0 else []
     net = float(scored["ep"].sum())
-    excess = net if net > 0 else total_ep
+    # a net excess that is float noise (expected summing exactly to observed) is no excess
+    excess = net if net > 1e-9 * max(total_ep, 0.0) and net > 0 else total_ep
     notes = _notes(scored, total_ep, found, max_root_causes)
     params = {
         "method": "RiskLoc",

@@ -407,11 +407,13 @@ def monitor_clusters(
     DataFrame
         ``group, p0, p1, h, arl0, n_alarms, first_alarm, first_onset,
         last_alarm, alarming, last_rate`` sorted with alarming groups first;
-        ``attrs['charts']`` maps each group to its :class:`ControlChart`.
+        ``attrs['charts']`` maps each group to its :class:`ControlChart`;
+        ``attrs['skipped']`` maps each group no chart can be defined for (a
+        baseline rate of 0, or a rate to detect of 1 or more) to the reason.
     """
     rows = panel.loc[panel["mature"]] if mature_only and "mature" in panel else panel
     daily = group_daily(rows, group_col, cases=cases, n=n)
-    charts, out = {}, []
+    charts, skipped, out = {}, {}, []
     for group, d in daily.groupby(group_col, sort=True):
         try:
             p0, _ = baseline_rate(d, reference_period)
@@ -420,8 +422,12 @@ def monitor_clusters(
         lo, hi = _reference(d, reference_period)
         if d.loc[(d["date"] >= lo) & (d["date"] <= hi), "n"].sum() < min_attempts:
             continue
-        chart = cusum(d, reference_period=reference_period, label=f"{group_col} {group}",
-                      **cusum_options)
+        try:
+            chart = cusum(d, reference_period=reference_period, label=f"{group_col} {group}",
+                          **cusum_options)
+        except ValueError as err:  # e.g. a baseline rate of 0, or ratio × baseline >= 1
+            skipped[group] = str(err)
+            continue
         charts[group] = chart
         out.append({"group": group, "p0": chart.p0, "p1": chart.p1, "h": chart.h,
                     "arl0": chart.arl0_simulated, "n_alarms": len(chart.alarms),
@@ -434,6 +440,7 @@ def monitor_clusters(
     table = table.sort_values(["alarming", "n_alarms"], ascending=False, kind="stable")
     table = table.reset_index(drop=True)
     table.attrs["charts"] = charts
+    table.attrs["skipped"] = skipped
     return table
 
 

@@ -1,9 +1,16 @@
-"""The ``analyze`` job: load → reconcile → classify → match tickets → write the contract outputs.
+"""The ``analyze`` job: load → reconcile → classify → shared faults → fixes → tickets → outputs.
+
+The transaction-level steps run on an engine (:mod:`analysis.engine`): DuckDB by
+default, Spark with ``engine="spark"``. A loaded :class:`~analysis.io.Dataset`
+is registered on the engine as it is; a directory of Parquet files is read by
+the engine in place (out of core), so ``analyze`` never holds the transactions
+in pandas. Whichever engine runs it, the outputs are the same.
 
 Examples
 --------
 >>> from analysis.io import load_dataset            # doctest: +SKIP
 >>> result = analyze(load_dataset("data/case_study"))  # doctest: +SKIP
+>>> result = analyze("data/case_study", engine="spark")  # doctest: +SKIP
 >>> result.write("out")                             # doctest: +SKIP
 """
 
@@ -20,8 +27,17 @@ from .clusters import cluster_merchants
 from .faults import find_shared_faults, shared_faults_to_json
 from .fixes import evaluate_fixes, exclusions_from_faults, onsets_from_faults
 from .contract import OUTPUTS
+from .engine import Engine, open_engine
+from .engine.tables import register_dataset
 from .io import Dataset
-from .reconcile import calendar_for, default_as_of, outcome_counts, reconcile, to_local_time
+from .reconcile import (
+    calendar_for,
+    default_as_of,
+    outcome_counts_on,
+    reconcile_on,
+    reconciled_frame,
+    to_local_time,
+)
 from .tickets import match_tickets
 
 
@@ -46,8 +62,9 @@ class AnalysisResult:
     ----------
     as_of : pandas.Timestamp
         The moment of analysis.
-    reconciled : DataFrame
-        One row per transaction with its money outcome.
+    reconciled : DataFrame or None
+        One row per transaction with its money outcome (None when the data was
+        read by the engine from files: it stays there).
     incidents : DataFrame
         One row per incident with cause, confidence, evidence and next step.
     tickets : DataFrame
@@ -58,19 +75,26 @@ class AnalysisResult:
         Faults shared by several merchants (``analysis.faults``).
     fix_effects : DataFrame
         One row per intervention and metric (difference-in-differences against control merchants).
+    outcomes : DataFrame
+        Count of transactions per outcome (:func:`analysis.reconcile.outcome_counts`).
+    engine : str
+        The engine that ran the transaction-level steps.
     """
 
     as_of: pd.Timestamp
-    reconciled: pd.DataFrame = field(repr=False)
+    reconciled: pd.DataFrame | None = field(repr=False)
     incidents: pd.DataFrame = field(repr=False)
     tickets: pd.DataFrame = field(repr=False)
     clusters: pd.DataFrame = field(repr=False)
     shared_faults: list = field(repr=False)
     fix_effects: pd.DataFrame = field(repr=False)
+    outcomes: pd.DataFrame = field(repr=False, default=None)
+    engine: str = "duckdb"
 
     def __repr__(self) -> str:
         return (
-            f"AnalysisResult(as_of={self.as_of}, transactions={len(self.reconciled):,}, "
+            f"AnalysisResult(as_of={self.as_of}, engine={self.engine}, "
+            f"transactions={int(self.outcomes['count'].sum()):,}, "
             f"incidents={len(self.incidents):,}, tickets={len(self.tickets):,}, "
             f"shared_faults={len(self.shared_faults)})"
         )
@@ -78,7 +102,7 @@ class AnalysisResult:
     def summary(self) -> str:
         """Outcome counts and incidents by cause as plain text."""
         lines = [repr(self), "", "Outcomes:"]
-        lines.append(outcome_counts(self.reconciled).to_string(index=False))
+        lines.append(self.outcomes.to_string())
         if len(self.incidents):
             lines += ["", "Incidents by cause:"]
             lines.append(self.incidents["cause"].value_counts().to_string())
@@ -116,34 +140,67 @@ def _contract_frame(frame: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
 
 
 def analyze(
-    dataset: Dataset,
+    source: Dataset | str | Path,
     *,
+    engine: str | Engine = "duckdb",
     as_of: str | pd.Timestamp | None = None,
     seed: int = 0,
     progress: bool = False,
+    engine_options: dict | None = None,
 ) -> AnalysisResult:
-    """Run reconciliation, cause classification and ticket matching on a dataset.
+    """Reconcile, classify, find shared faults, evaluate fixes and match tickets.
 
     Parameters
     ----------
-    dataset : Dataset
-        A validated dataset (``analysis.io.load_dataset``).
+    source : Dataset, str or Path
+        A validated dataset (:func:`analysis.io.load_dataset`), or a dataset
+        directory that the engine loads and validates itself.
+    engine : {'duckdb', 'spark'} or Engine
+        Where the transaction-level steps run; an :class:`~analysis.engine.Engine`
+        instance is used as it is and left open.
     as_of : str or Timestamp, optional
         Moment of analysis; default the latest time in the data (contract).
     seed : int
         Seed of the scan statistics' Monte Carlo replicas (results are reproducible).
     progress : bool
         Show a progress bar over the steps.
+    engine_options : dict, optional
+        Options of the engine (``memory_limit``, ``threads`` for DuckDB; ``master`` for Spark).
     """
+    own = not isinstance(engine, Engine)
+    eng = open_engine(engine, **(engine_options or {})) if own else engine
+    try:
+        return _analyze_on(eng, source, as_of=as_of, seed=seed, progress=progress)
+    finally:
+        if own:
+            eng.close()
+
+
+def _dataset_of(source: Dataset | str | Path, progress: bool) -> Dataset:
+    """The dataset to analyze (loaded from a directory when ``source`` is a path)."""
+    if isinstance(source, Dataset):
+        return source
+    from .io import load_dataset
+
+    return load_dataset(source, progress=progress)
+
+
+def _analyze_on(eng: Engine, source, *, as_of, seed: int, progress: bool) -> AnalysisResult:
     from tqdm.auto import tqdm
 
-    steps = tqdm(total=5, desc="analyze", disable=not progress, unit="step")
+    dataset = _dataset_of(source, progress)
+    steps = tqdm(total=6, desc=f"analyze ({eng.name})", disable=not progress, unit="step")
     moment = parse_as_of(as_of) or default_as_of(dataset)
     cal = calendar_for(dataset.transactions["timestamp"])
+    steps.set_postfix_str("load")
+    register_dataset(eng, dataset, cal)
+    steps.update()
     steps.set_postfix_str("reconcile")
-    reconciled = reconcile(
-        dataset.transactions, dataset.settlements, dataset.merchants, as_of=moment, calendar=cal
-    )
+    reconcile_on(eng, as_of=moment, carry=("_row",))
+    outcomes = outcome_counts_on(eng)
+    reconciled = reconciled_frame(eng.fetch("SELECT * FROM reconciled ORDER BY _row"),
+                                  dataset.transactions.index)
+    reconciled.attrs.update(as_of=moment, settlements_known=dataset.settlements is not None)
     steps.update()
     steps.set_postfix_str("classify")
     incidents = classify(dataset, reconciled, as_of=moment, calendar=cal)
@@ -176,6 +233,8 @@ def analyze(
         clusters=clusters,
         shared_faults=shared,
         fix_effects=fix_effects,
+        outcomes=outcomes,
+        engine=eng.name,
     )
 
 

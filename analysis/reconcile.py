@@ -355,9 +355,8 @@ def reconcile(
     ['in_cycle', '2026-02-14', '2026-02-25']
     """
     from .engine import DuckDBEngine
-    from .engine.tables import canonical_sql, register_calendar
+    from .engine.tables import register_frames
 
-    txns = transactions.assign(_row=np.arange(len(transactions)))
     if settlements is not None:
         settlements = settlements.drop_duplicates("txn_id", keep="last")
     if merchants is not None:
@@ -369,11 +368,8 @@ def reconcile(
     as_of = to_local_time(as_of) if as_of is not None else pd.Timestamp.now(tz=TIMEZONE)
     calendar = calendar or calendar_for(to_business_date(transactions["timestamp"]))
     with DuckDBEngine(threads=2) as engine:
-        for name, frame in (("transactions", txns), ("settlements", settlements), ("merchants", merchants)):
-            if frame is not None:
-                engine.register_frame(f"src_{name}", _engine_ready(frame))
-                engine.create_view(name, canonical_sql(TABLES[name], list(frame.columns)))
-        register_calendar(engine, calendar)
+        tables = {"transactions": transactions, "settlements": settlements, "merchants": merchants}
+        register_frames(engine, {k: _engine_ready(v) for k, v in tables.items() if v is not None}, calendar)
         reconcile_on(engine, as_of=as_of, carry=("_row",))
         rec = engine.fetch("SELECT * FROM reconciled ORDER BY _row")
     out = reconciled_frame(rec, transactions.index)
@@ -418,6 +414,12 @@ def reconciled_frame(rec: pd.DataFrame, index: pd.Index | None = None) -> pd.Dat
     return out
 
 
+def outcome_counts_on(engine, name: str = "reconciled") -> pd.DataFrame:
+    """:func:`outcome_counts` of the engine table ``name`` (counted in the engine)."""
+    counts = engine.fetch(f"SELECT outcome, count(*) AS n FROM {name} GROUP BY outcome")
+    return _outcome_table(counts.set_index("outcome")["n"])
+
+
 def outcome_counts(reconciled: pd.DataFrame) -> pd.DataFrame:
     """Count of transactions per outcome, every outcome listed (zeros included).
 
@@ -433,7 +435,12 @@ def outcome_counts(reconciled: pd.DataFrame) -> pd.DataFrame:
     ...     ["credited", "declined"], "count"].tolist()
     [2, 1]
     """
-    counts = reconciled["outcome"].value_counts().reindex(list(OUTCOMES), fill_value=0)
+    return _outcome_table(reconciled["outcome"].value_counts())
+
+
+def _outcome_table(counts: pd.Series) -> pd.DataFrame:
+    """The outcome table of :func:`outcome_counts` from a count per outcome."""
+    counts = counts.reindex(list(OUTCOMES), fill_value=0)
     total = int(counts.sum())
     table = pd.DataFrame(
         {
@@ -457,6 +464,7 @@ __all__ = [
     "default_as_of",
     "latest_time",
     "outcome_counts",
+    "outcome_counts_on",
     "reconcile",
     "to_local_time",
 ]

@@ -125,3 +125,18 @@ def test_doctests():
     import analysis.monitor as module
 
     assert doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0
+
+
+def test_monitor_clusters_skips_a_group_whose_rate_to_detect_reaches_one():
+    days = pd.date_range("2026-03-01", periods=30)
+    panel = pd.concat([
+        pd.DataFrame({"merchant_id": "M1", "business_date": days, "group": "ok",
+                      "unsettled": np.r_[np.ones(15, int), 4 * np.ones(15, int)], "attempts": 100,
+                      "mature": True}),
+        # every attempt unsettled: p0 is (almost) 1 and ratio x p0 >= 1
+        pd.DataFrame({"merchant_id": "M2", "business_date": days, "group": "all bad",
+                      "unsettled": 50, "attempts": 50, "mature": True}),
+    ])
+    table = monitor_clusters(panel, "group", reference_period=("2026-03-01", "2026-03-14"), seed=0)
+    assert table["group"].tolist() == ["ok"]
+    assert "all bad" in table.attrs["skipped"] and "p1" in table.attrs["skipped"]["all bad"]

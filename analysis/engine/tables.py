@@ -144,16 +144,23 @@ def register_dataset(engine: Engine, dataset, calendar: WorkCalendar) -> list[st
 
     Returns the names of the contract tables now queryable.
     """
-    names = []
-    for name, spec in TABLES.items():
-        frame = dataset.table(name)
-        if frame is None:
-            continue
+    frames = {name: dataset.table(name) for name in TABLES}
+    return register_frames(engine, {k: v for k, v in frames.items() if v is not None}, calendar)
+
+
+def register_frames(engine: Engine, frames: dict[str, pd.DataFrame], calendar: WorkCalendar) -> list[str]:
+    """Register in-memory contract tables, their canonical views and the calendar.
+
+    ``transactions`` gets ``_row``, its row position, so results can be put back
+    in the frame's order (``reconcile_on(..., carry=("_row",))``).
+    """
+    for name, frame in frames.items():
+        if name == "transactions":
+            frame = frame.assign(_row=np.arange(len(frame), dtype=np.int64))
         engine.register_frame(f"src_{name}", frame)
-        engine.create_view(name, canonical_sql(spec, list(frame.columns)))
-        names.append(name)
+        engine.create_view(name, canonical_sql(TABLES[name], list(frame.columns)))
     register_calendar(engine, calendar)
-    return names
+    return list(frames)
 
 
 def register_calendar(engine: Engine, calendar: WorkCalendar) -> None:
