@@ -49,9 +49,11 @@ import codecs
 import csv
 import io
 import json
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -63,10 +65,11 @@ import pyarrow.parquet as pq
 from .contract import TABLES, TIMEZONE, Column, Table
 from .exceptions import DatasetError
 from .privacy import (
-    mask_pan_series,
+    holds_any_byte,
+    mask_pan_array,
     mask_text,
     mask_text_series,
-    protect_card_column,
+    protect_card_array,
     sensitive_column_reason,
 )
 
@@ -92,6 +95,7 @@ def _default_string_dtype():
 
 
 STRING_DTYPE = _default_string_dtype()
+_PANDAS_TYPES = {pa.large_string(): STRING_DTYPE, pa.string(): STRING_DTYPE}
 
 #: What a missing optional table means for the conclusions.
 MISSING_TABLE_NOTES = {
@@ -256,9 +260,9 @@ OWNERS: dict[str, tuple[_Owner, ...]] = {
 
 @dataclass
 class _Source:
-    """A table as read: masked raw columns plus the file line of each row."""
+    """A table as read: raw Arrow columns (card data masked) plus the file line of each row."""
 
-    frame: pd.DataFrame
+    table: pa.Table
     lines: np.ndarray
     notes: list[str]
     trim: bool  # strip blanks around values (CSV, often hand-edited) or take them as stored
@@ -274,6 +278,34 @@ class _Problem:
 
 
 @dataclass
+class _Typed:
+    """One contract column typed: its values (every row), row problems and notes."""
+
+    values: pd.Series
+    problems: list[_Problem]
+    notes: list[str]
+
+
+@dataclass
+class _Checked:
+    """A table after its own rules, before the rules that need its parents' used rows.
+
+    ``columns`` holds the typed contract columns but the card column, which is
+    masked and tokenized in the background (``cards``); ``lookups`` are the
+    background positions of each reference column among all the parent's rows.
+    """
+
+    spec: Table
+    file: Path
+    src: _Source
+    extra: list[str]
+    columns: dict[str, _Typed]
+    absent: list[Column]
+    cards: Future | None
+    lookups: dict[str, Future]
+
+
+@dataclass
 class _Loaded:
     """One table after loading: used rows, rejected rows and rejected keys."""
 
@@ -284,6 +316,7 @@ class _Loaded:
     read: int
     rejected_keys: pd.Series  # key value -> line of the first rejected row with it
     notes: list[str]
+    key_rows: np.ndarray | None  # when no two rows share a key: see _key_rows
 
 
 def load_dataset(path: str | Path, *, key: bytes | None = None, progress: bool = False) -> Dataset:
@@ -326,13 +359,35 @@ def load_dataset(path: str | Path, *, key: bytes | None = None, progress: bool =
             file=str(root),
         )
     files, notes = _locate_files(root)
-    loaded: dict[str, _Loaded] = {}
-    for name in tqdm(TABLES, desc="loading tables", unit="table", disable=not progress):
-        if files[name] is None:
-            notes.append(MISSING_TABLE_NOTES[name])
-            continue
-        loaded[name] = _load_table(TABLES[name], files[name], loaded, key)
+    notes += [MISSING_TABLE_NOTES[name] for name, file in files.items() if file is None]
+    present = [name for name, file in files.items() if file is not None]
+    with _background() as (reader, helper):
+        reads = {name: reader.submit(_read, TABLES[name], files[name]) for name in present}
+        checked: dict[str, _Checked] = {}
+        for name in tqdm(present, desc="loading tables", unit="table", disable=not progress):
+            checked[name] = _check_table(TABLES[name], files[name], reads.pop(name).result(),
+                                         key, checked, helper)
+        loaded: dict[str, _Loaded] = {}
+        for name in present:
+            loaded[name] = _finish_table(checked.pop(name), loaded)
     return _assemble(root, loaded, notes)
+
+
+@contextmanager
+def _background() -> Iterator[tuple[ThreadPoolExecutor, ThreadPoolExecutor]]:
+    """Two thread pools: one reads the files in turn, one runs the long jobs.
+
+    The long jobs (card tokens, reference lookups) and the reading release the
+    GIL in Arrow's C++ or hash in C, so they run beside the checks of the main
+    thread. Work not started when the loading fails is cancelled.
+    """
+    reader = ThreadPoolExecutor(1, thread_name_prefix="load_dataset-read")
+    helper = ThreadPoolExecutor(2, thread_name_prefix="load_dataset-job")
+    try:
+        yield reader, helper
+    finally:
+        for pool in (reader, helper):
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _assemble(root: Path, loaded: dict[str, _Loaded], notes: list[str]) -> Dataset:
@@ -381,29 +436,75 @@ def _locate_files(root: Path) -> tuple[dict[str, Path | None], list[str]]:
     return files, notes
 
 
-def _load_table(spec: Table, file: Path, loaded: dict[str, _Loaded], key: bytes | None) -> _Loaded:
-    """Read one table, reject its bad rows and type the rest."""
-    src = _read_csv(file) if file.suffix == ".csv" else _read_parquet(file, spec)
-    _refuse_sensitive(src.frame, file)
-    extra = _check_columns(spec, src.frame, file)
-    token = _protect(spec, src.frame, extra, key)
-    typed, problems, notes = _typed_frame(spec, src, file)
-    problems += _reference_problems(spec, typed, loaded)
-    problems += _duplicate_problems(spec, typed, src.lines, _bad_mask(len(typed), problems))
+def _read(spec: Table, file: Path) -> _Source:
+    return _read_csv(file) if file.suffix == ".csv" else _read_parquet(file, spec)
+
+
+def _check_table(spec: Table, file: Path, src: _Source, key: bytes | None,
+                 checked: dict[str, _Checked], helper: ThreadPoolExecutor) -> _Checked:
+    """Refuse a bad file, mask card data and apply the rules that need this table alone.
+
+    Starts the background jobs: card tokens and the lookup of each reference
+    column among all rows of its (already checked) parent.
+    """
+    _refuse_sensitive(src.table, file)
+    extra = _check_columns(spec, src.table.column_names, file)
+    card = _TOKEN_SOURCE[1] if spec.name == _TOKEN_SOURCE[0] else None
+    cards = helper.submit(protect_card_array, src.table.column(card), key) if card else None
+    src.table = _protect(spec, src.table, extra, skip=card)
+    columns, absent = {}, []
+    for col in spec.columns:
+        if col.name not in src.table.column_names:
+            absent.append(col)
+        elif col.name != card:
+            columns[col.name] = _typed_column(col, src.table.column(col.name), src.trim, file)
+    lookups = {}
+    for ref in REFERENCES.get(spec.name, ()):
+        parent = checked[ref.parent]
+        if ref.parent_column == parent.spec.key:
+            lookups[ref.column] = helper.submit(
+                _index_in, columns[ref.column].values, parent.columns[ref.parent_column].values)
+    return _Checked(spec, file, src, extra, columns, absent, cards, lookups)
+
+
+def _finish_table(checked: _Checked, loaded: dict[str, _Loaded]) -> _Loaded:
+    """Apply the rules across tables and rows, then split the used rows from the rejected."""
+    spec, file, src = checked.spec, checked.file, checked.src
+    typed, problems, notes, token = _typed_frame(checked)
+    ref_problems, positions = _reference_problems(spec, typed, loaded, checked.lookups)
+    problems += ref_problems
+    bad = _bad_mask(len(typed), problems)
+    distinct = {c.name: _all_distinct(typed[c.name], positions.get(c.name), bad)
+                for c in spec.columns if c.unique}
+    problems += _duplicate_problems(spec, typed, src.lines, bad, distinct)
     bad = _bad_mask(len(typed), problems)
     if token is not None:
-        typed[TOKEN_COLUMN] = token
+        typed[TOKEN_COLUMN] = _to_pandas(token)
     frame = typed if not bad.any() else typed.loc[~bad].reset_index(drop=True)
     rejected = _rejected_frame(spec.name, file, src, problems)
     notes = src.notes + notes
-    if extra:
+    if checked.extra:
         notes.append(
             f"{file.name}: columns not in the contract were checked for card data and "
-            f"ignored: {', '.join(mask_text(str(c)) for c in extra)}"
+            f"ignored: {', '.join(mask_text(str(c)) for c in checked.extra)}"
         )
-    assert len(src.frame) == len(frame) + len(rejected)
-    return _Loaded(spec.name, file, frame, rejected, len(src.frame),
-                   _rejected_keys(spec, typed, src.lines, bad), notes)
+    assert src.table.num_rows == len(frame) + len(rejected)
+    unique_key = distinct.get(spec.key, False) and spec.key not in positions
+    return _Loaded(spec.name, file, frame, rejected, src.table.num_rows,
+                   _rejected_keys(spec, typed, src.lines, bad), notes,
+                   _key_rows(bad) if unique_key else None)
+
+
+def _key_rows(bad: np.ndarray) -> np.ndarray:
+    """The position among the used rows of each row (-1 if rejected), then a last -1.
+
+    Where no two rows share a key, a key's row among all rows (-1 for none) maps
+    through this to its row among the used rows, or to -1 if that row was rejected.
+    """
+    rows = np.full(len(bad) + 1, -1, dtype="int64")
+    used = np.flatnonzero(~bad)
+    rows[used] = np.arange(len(used))
+    return rows
 
 
 # ---------------------------------------------------------------------------------
@@ -505,16 +606,15 @@ def _read_csv(file: Path) -> _Source:
             read_options=pv.ReadOptions(column_names=header, skip_rows=1),
             parse_options=pv.ParseOptions(newlines_in_values=b'"' in data),
             convert_options=pv.ConvertOptions(
-                column_types={h: pa.string() for h in header},
+                column_types={h: pa.large_string() for h in header},
                 strings_can_be_null=True,
                 null_values=[""],
             ),
         )
     except pa.ArrowInvalid:
         raise _ragged_error(_decode_utf8(data, file), len(header), file) from None
-    frame = table.to_pandas(types_mapper={pa.string(): STRING_DTYPE}.get)
-    lines = _csv_lines(data, lambda: _decode_utf8(data, file), len(frame))
-    return _Source(frame, lines, [], trim=True)
+    lines = _csv_lines(data, lambda: _decode_utf8(data, file), table.num_rows)
+    return _Source(table, lines, [], trim=True)
 
 
 def _column_kinds(spec: Table) -> dict[str, str]:
@@ -580,12 +680,14 @@ def _read_parquet(file: Path, spec: Table) -> _Source:
                            column=mask_text(dupes[0]))
     arrays = [_arrow_for_kind(a, kinds.get(n, "extra"), file, n)
               for n, a in zip(names, table.columns)]
-    frame = pa.table(arrays, names=names).to_pandas(
-        types_mapper={pa.large_string(): STRING_DTYPE, pa.string(): STRING_DTYPE}.get,
-        date_as_object=False,
-    )
-    lines = np.arange(FIRST_DATA_LINE, len(frame) + FIRST_DATA_LINE, dtype="int64")
-    return _Source(frame, lines, _parquet_zone_notes(spec, table, file), trim=False)
+    lines = np.arange(FIRST_DATA_LINE, table.num_rows + FIRST_DATA_LINE, dtype="int64")
+    notes = _parquet_zone_notes(spec, table, file)
+    return _Source(pa.table(arrays, names=names), lines, notes, trim=False)
+
+
+def _to_pandas(values: pa.ChunkedArray | pa.Table) -> pd.Series | pd.DataFrame:
+    """Arrow values as pandas: strings in the default string dtype (no copy), dates as datetime64."""
+    return values.to_pandas(types_mapper=_PANDAS_TYPES.get, date_as_object=False)
 
 
 def _parquet_zone_notes(spec: Table, table: pa.Table, file: Path) -> list[str]:
@@ -613,27 +715,28 @@ _TRACK2_MIN_CHARS = 17  # 12-digit PAN, separator, 4-digit expiry
 _PAN_MIN_DIGITS = 13  # shortest run privacy.mask_text masks
 
 
-def _max_bytes(s: pd.Series) -> int:
-    """Longest value in UTF-8 bytes (0 when empty), cheap on Arrow-backed strings."""
-    longest = pc.max(pc.binary_length(pa.array(s, pa.large_string()))).as_py()
-    return longest or 0
+def _max_bytes(values: pa.ChunkedArray) -> int:
+    """Longest of Arrow strings in UTF-8 bytes (0 when empty)."""
+    return pc.max(pc.binary_length(values)).as_py() or 0
 
 
-def _refuse_sensitive(frame: pd.DataFrame, file: Path) -> None:
+def _refuse_sensitive(table: pa.Table, file: Path) -> None:
     """Refuse the file when a column's name or values look like track data, CVV or PIN.
 
     Every value is checked: a track-2 value is at least 17 characters (PAN, ``=``
     or ``D``, expiry), so only such candidates go to the value check, in chunks.
     """
-    for name in frame.columns:
-        s = frame[name]
+    for name, values in zip(table.column_names, table.columns):
         _refuse_name(str(name), file)
-        if not _is_text(s) or _max_bytes(s) < _TRACK2_MIN_CHARS:
+        if (not pa.types.is_large_string(values.type) or _max_bytes(values) < _TRACK2_MIN_CHARS
+                or not holds_any_byte(values, b"=D")):
             continue
-        cand = s[(s.str.len() >= _TRACK2_MIN_CHARS)
-                 & (s.str.contains("=", regex=False) | s.str.contains("D", regex=False))]
+        separator = pc.or_(pc.match_substring(values, "="), pc.match_substring(values, "D"))
+        cand = values.filter(pc.and_(separator, pc.greater_equal(pc.utf8_length(values),
+                                                                 _TRACK2_MIN_CHARS)))
         for start in range(0, len(cand), 10_000):
-            _refuse(sensitive_column_reason(str(name), cand.iloc[start:start + 10_000]), name, file)
+            chunk = _to_pandas(cand.slice(start, 10_000))
+            _refuse(sensitive_column_reason(str(name), chunk), name, file)
 
 
 def _refuse_name(name: str, file: Path) -> None:
@@ -651,47 +754,42 @@ def _refuse(reason: str | None, name: str, file: Path) -> None:
         )
 
 
-def _check_columns(spec: Table, frame: pd.DataFrame, file: Path) -> list[str]:
+def _check_columns(spec: Table, columns: list[str], file: Path) -> list[str]:
     """Raise for missing required columns; return the extra (non-contract) columns."""
-    missing = [c for c in spec.required_columns if c not in frame.columns]
+    missing = [c for c in spec.required_columns if c not in columns]
     if missing:
-        found = ", ".join(mask_text(str(c)) for c in frame.columns) or "no columns"
+        found = ", ".join(mask_text(str(c)) for c in columns) or "no columns"
         raise DatasetError(
             f"missing required column(s) {', '.join(missing)}; the file has: {found}. "
             f"Required for {spec.name}: {', '.join(spec.required_columns)}",
             file=str(file), column=missing[0],
         )
-    return [c for c in frame.columns if c not in spec.column_names]
+    return [c for c in columns if c not in spec.column_names]
 
 
 def _as_strings(s: pd.Series) -> pd.Series:
     return s if isinstance(s.dtype, pd.StringDtype) else s.astype(STRING_DTYPE)
 
 
-def _protect(spec: Table, frame: pd.DataFrame, extra: list[str], key: bytes | None) -> pd.Series | None:
-    """Mask card and free-text columns in place; return card tokens of the raw numbers."""
-    token = None
-    for c in spec.columns:
-        if c.name not in frame.columns:
-            continue
-        if c.kind == "pan" and (spec.name, c.name) == _TOKEN_SOURCE:
-            masked, token = protect_card_column(frame[c.name], key)
-            frame[c.name], token = masked.astype(STRING_DTYPE), token.astype(STRING_DTYPE)
-        elif c.kind == "pan":
-            frame[c.name] = mask_pan_series(frame[c.name]).astype(STRING_DTYPE)
-        elif c.kind == "text":
-            frame[c.name] = _mask_text(frame[c.name])
-    for name in extra:
-        frame[name] = _mask_text(frame[name])
-    return token
+def _protect(spec: Table, table: pa.Table, extra: list[str], skip: str | None) -> pa.Table:
+    """The table with card and free-text columns masked (but ``skip``, masked elsewhere)."""
+    kinds = _column_kinds(spec)
+    for i, name in enumerate(table.column_names):
+        kind = kinds.get(name, "extra")
+        if kind == "pan" and name != skip:
+            table = table.set_column(i, name, mask_pan_array(table.column(i)))
+        elif kind in ("text", "extra"):
+            table = table.set_column(i, name, _mask_text(table.column(i)))
+    return table
 
 
-def _mask_text(values: pd.Series) -> pd.Series:
+def _mask_text(values: pa.ChunkedArray) -> pa.ChunkedArray:
     """Free text with card numbers masked (columns too short to hold one are skipped)."""
-    s = _as_strings(values)
-    if _max_bytes(s) < _PAN_MIN_DIGITS:
-        return s
-    return mask_text_series(s).astype(STRING_DTYPE)
+    if _max_bytes(values) < _PAN_MIN_DIGITS:
+        return values
+    text = _to_pandas(values)
+    masked = mask_text_series(text)
+    return values if masked is text else pa.array(masked.astype(STRING_DTYPE), pa.large_string())
 
 
 # ---------------------------------------------------------------------------------
@@ -716,13 +814,14 @@ def _strings(s: pd.Series, trim: bool = True, strip: bool = True) -> pd.Series:
     """String values with empty ones as NA.
 
     With ``trim`` blank-only values count as empty too and, if ``strip``, values
-    lose their surrounding blanks; without it only ``""`` is empty.
+    lose their surrounding blanks; without it only ``""`` is empty. Values are
+    copied only where they change.
     """
     s = _as_strings(s)
-    if not trim:
-        return s.mask(s == "")
-    stripped = s.str.strip()
-    return (stripped if strip else s).mask(stripped == "")
+    stripped = s.str.strip() if trim else s
+    empty = (stripped == "").to_numpy()
+    kept = stripped if strip else s
+    return kept.mask(empty) if empty.any() else kept
 
 
 def _to_number(col: Column, raw: pd.Series) -> tuple[pd.Series, list[_Problem]]:
@@ -736,12 +835,22 @@ def _to_number(col: Column, raw: pd.Series) -> tuple[pd.Series, list[_Problem]]:
         vals, problems = raw.astype("float64"), []
     inf = np.isinf(vals.to_numpy())
     problems += _problem(col.name, inf, raw, lambda v: f"expected a finite number, found {_show(v)}")
-    vals = vals.mask(inf)
+    vals = _blank(vals, inf)
     if col.kind == "int":
-        frac = vals.notna() & ((vals != np.floor(vals)) | (vals.abs() > _MAX_EXACT_INT))
+        frac = (vals.notna() & ((vals != np.floor(vals)) | (vals.abs() > _MAX_EXACT_INT))).to_numpy()
         problems += _problem(col.name, frac, raw, lambda v: f"expected a whole number, found {_show(v)}")
-        return vals.mask(frac).astype("Int64"), problems
+        return _blank(vals, frac).astype("Int64"), problems
     return (vals.round(2) if col.kind == "money" else vals), problems
+
+
+def _blank(values: pd.Series, where: np.ndarray) -> pd.Series:
+    """``values`` missing where ``where`` is True (no copy when it is nowhere)."""
+    return values.mask(where) if where.any() else values
+
+
+def _as_unit(times: pd.Series) -> pd.Series:
+    """Times at the resolution :data:`TIME_UNIT` (no copy when they already are)."""
+    return times if times.dt.unit == TIME_UNIT else times.dt.as_unit(TIME_UNIT)
 
 
 def _to_time(col: Column, raw: pd.Series) -> tuple[pd.Series, list[_Problem], int]:
@@ -763,7 +872,7 @@ def _to_time(col: Column, raw: pd.Series) -> tuple[pd.Series, list[_Problem], in
             col.name, text.notna() & vals.isna(), raw,
             lambda v: f"expected an ISO 8601 time such as 2025-03-01T14:05:00+08:00, found {_show(v)}",
         )
-    return vals.dt.as_unit(TIME_UNIT), problems, naive_count
+    return _as_unit(vals), problems, naive_count
 
 
 def _localize(naive: pd.Series) -> pd.Series:
@@ -782,7 +891,7 @@ def _to_date(col: Column, raw: pd.Series) -> tuple[pd.Series, list[_Problem]]:
         vals = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
         problems = _problem(col.name, text.notna() & vals.isna(), raw,
                             lambda v: f"expected a date YYYY-MM-DD, found {_show(v)}")
-    return vals.dt.normalize().dt.as_unit(TIME_UNIT), problems
+    return _as_unit(vals.dt.normalize()), problems
 
 
 def _range_text(col: Column) -> str:
@@ -843,31 +952,42 @@ def _absent(col: Column, n: int) -> pd.Series:
     return pd.Series(pd.NA if dtype == "Int64" else None, index=range(n), dtype=dtype)
 
 
-def _typed_frame(spec: Table, src: _Source, file: Path) -> tuple[pd.DataFrame, list[_Problem], list[str]]:
-    """Contract columns typed in contract order, the row problems and notes."""
-    frame = src.frame
-    n = len(frame)
-    cols, problems, notes, absent = {}, [], [], []
-    for col in spec.columns:
-        if col.name not in frame.columns:
-            cols[col.name] = _absent(col, n)
-            absent.append(col)
-            continue
-        raw = frame[col.name]
-        vals, col_problems, naive = _convert(col, raw, src.trim)
-        if col.default is not None and vals.isna().any():
-            notes.append(f"{file.name}: {int(vals.isna().sum()):,} empty {col.name} values "
-                         f"set to the default {col.default}")
-            vals = vals.fillna(col.default)
-        if naive:
-            notes.append(f"{file.name}: {naive:,} of {int(vals.notna().sum()):,} {col.name} "
-                         f"values had no UTC offset and were read as {TIMEZONE} local time "
-                         "(the contract's rule)")
-        type_bad = _bad_mask(n, col_problems)
-        problems += col_problems + _rule_problems(col, vals, raw, type_bad)
-        cols[col.name] = vals
-    notes += _absent_notes(absent, file)
-    return pd.DataFrame(cols, index=pd.RangeIndex(n)), problems, notes
+def _typed_column(col: Column, values: pa.ChunkedArray, trim: bool, file: Path) -> _Typed:
+    """One contract column typed, its row problems and notes (defaults, naive times)."""
+    raw = _to_pandas(values)
+    vals, problems, naive = _convert(col, raw, trim)
+    notes = []
+    if col.default is not None and vals.isna().any():
+        notes.append(f"{file.name}: {int(vals.isna().sum()):,} empty {col.name} values "
+                     f"set to the default {col.default}")
+        vals = vals.fillna(col.default)
+    if naive:
+        notes.append(f"{file.name}: {naive:,} of {int(vals.notna().sum()):,} {col.name} "
+                     f"values had no UTC offset and were read as {TIMEZONE} local time "
+                     "(the contract's rule)")
+    problems += _rule_problems(col, vals, raw, _bad_mask(len(raw), problems))
+    return _Typed(vals, problems, notes)
+
+
+def _typed_frame(checked: _Checked) -> tuple[pd.DataFrame, list[_Problem], list[str],
+                                             pa.ChunkedArray | None]:
+    """Contract columns typed in contract order, the row problems, notes and card tokens.
+
+    Waits for the background card job and types its (masked) column.
+    """
+    spec, src = checked.spec, checked.src
+    columns, token = dict(checked.columns), None
+    if checked.cards is not None:
+        name = _TOKEN_SOURCE[1]
+        masked, token = checked.cards.result()
+        src.table = src.table.set_column(src.table.column_names.index(name), name, masked)
+        columns[name] = _typed_column(spec.column(name), masked, src.trim, checked.file)
+    n = src.table.num_rows
+    frame = pd.DataFrame({c.name: columns[c.name].values if c.name in columns else _absent(c, n)
+                          for c in spec.columns}, index=pd.RangeIndex(n), copy=False)
+    problems = [p for c in spec.columns if c.name in columns for p in columns[c.name].problems]
+    notes = [m for c in spec.columns if c.name in columns for m in columns[c.name].notes]
+    return frame, problems, notes + _absent_notes(checked.absent, checked.file), token
 
 
 def _absent_notes(absent: list[Column], file: Path) -> list[str]:
@@ -892,13 +1012,19 @@ def _bad_mask(n: int, problems: list[_Problem]) -> np.ndarray:
 # ---------------------------------------------------------------------------------
 # Cross-row rules: references and duplicates
 # ---------------------------------------------------------------------------------
-def _reference_problems(spec: Table, typed: pd.DataFrame, loaded: dict[str, _Loaded]) -> list[_Problem]:
-    """Rows naming a parent row that is missing, rejected, or of another owner."""
-    problems = []
+def _reference_problems(spec: Table, typed: pd.DataFrame, loaded: dict[str, _Loaded],
+                        lookups: dict[str, Future]) -> tuple[list[_Problem], dict[str, np.ndarray]]:
+    """Rows naming a parent row that is missing, rejected, or of another owner.
+
+    Also returns, per reference column, the position of each row's parent row
+    among its used rows (-1 where there is none): equal values have equal positions.
+    """
+    problems, positions = [], {}
     for ref in REFERENCES.get(spec.name, ()):
         parent = loaded[ref.parent]
         vals = typed[ref.column]
-        missing = vals.notna().to_numpy() & (_index_in(vals, parent.frame[ref.parent_column]) < 0)
+        at = positions[ref.column] = _parent_rows(ref, vals, parent, lookups.get(ref.column))
+        missing = vals.notna().to_numpy() & (at < 0)
 
         def why(v, ref=ref, parent=parent):
             line = parent.rejected_keys.get(v)
@@ -909,19 +1035,45 @@ def _reference_problems(spec: Table, typed: pd.DataFrame, loaded: dict[str, _Loa
 
         problems += _problem(ref.column, missing, vals, why)
     for own in OWNERS.get(spec.name, ()):
-        parent = loaded[own.parent].frame
-        at = _index_in(typed[own.via], parent[own.parent_key])
-        expected = pc.take(pa.array(parent[own.parent_owner], pa.large_string()),
-                           pa.array(at, mask=at < 0))
-        actual = pa.array(typed[own.column], pa.large_string())
-        pos = np.flatnonzero(np.asarray(pc.not_equal(expected, actual).fill_null(False)))
-        reasons = [f"{own.via.split('_')[0]} {_show(t)} belongs to "
-                   f"{own.column.split('_')[0]} {_show(e)}, not {_show(a)}"
-                   for t, e, a in zip(typed[own.via].iloc[pos], expected.take(pos).to_pylist(),
-                                      actual.take(pos).to_pylist())]
-        if len(pos):
-            problems.append(_Problem(own.column, pos, reasons))
-    return problems
+        at = positions.get(own.via)
+        if at is None:
+            at = _index_in(typed[own.via], loaded[own.parent].frame[own.parent_key])
+        problems += _owner_problems(own, typed, loaded[own.parent].frame, at)
+    return problems, positions
+
+
+def _owner_problems(own: _Owner, typed: pd.DataFrame, parent: pd.DataFrame,
+                    at: np.ndarray) -> list[_Problem]:
+    """Rows whose ``own.column`` differs from the owner of their parent row (at ``at``).
+
+    Values are compared as their first position among the parent's owners, so
+    the comparison hashes the parent's few owners instead of every row's text.
+    """
+    owners = parent[own.parent_owner]
+    own_at = np.where(owners.notna().to_numpy(), _index_in(owners, owners), -1)
+    owner_code = np.append(own_at, -1)  # at == -1 (no parent row) gives -1
+    actual = typed[own.column]
+    expected = owner_code[at]
+    differs = (expected >= 0) & actual.notna().to_numpy() & (_index_in(actual, owners) != expected)
+    pos = np.flatnonzero(differs)
+    if not len(pos):
+        return []
+    reasons = [f"{own.via.split('_')[0]} {_show(t)} belongs to "
+               f"{own.column.split('_')[0]} {_show(e)}, not {_show(a)}"
+               for t, e, a in zip(typed[own.via].iloc[pos].tolist(),
+                                  owners.iloc[at[pos]].tolist(), actual.iloc[pos].tolist())]
+    return [_Problem(own.column, pos, reasons)]
+
+
+def _parent_rows(ref: _Ref, values: pd.Series, parent: _Loaded, lookup: Future | None) -> np.ndarray:
+    """Position of each value among the parent's used rows (-1 where absent or missing).
+
+    Uses the background lookup among all the parent's rows where the parent's key
+    is unique; otherwise looks the values up among the used rows.
+    """
+    if lookup is not None and parent.key_rows is not None:
+        return parent.key_rows[lookup.result()]
+    return _index_in(values, parent.frame[ref.parent_column])
 
 
 def _index_in(values: pd.Series, keys: pd.Series) -> np.ndarray:
@@ -931,16 +1083,40 @@ def _index_in(values: pd.Series, keys: pd.Series) -> np.ndarray:
     return np.asarray(found.fill_null(-1), dtype="int64")
 
 
-def _duplicate_problems(spec: Table, typed: pd.DataFrame, lines: np.ndarray,
-                        bad: np.ndarray) -> list[_Problem]:
-    """Later rows repeating a unique value of an otherwise valid earlier row."""
+def _all_distinct(values: pd.Series, positions: np.ndarray | None, bad: np.ndarray) -> bool:
+    """True when no used row repeats a value (a cheap check before finding the repeats).
+
+    With ``positions`` (the parent row of each value, see :func:`_reference_problems`)
+    the used rows' positions are counted; otherwise every value is hashed in C++.
+    """
+    if positions is not None:
+        used = positions[~bad & (positions >= 0)]
+        return not len(used) or np.bincount(used).max() <= 1
+    arr = pa.array(values, pa.large_string())
+    return _increasing(arr) or len(pc.unique(arr).drop_null()) == len(arr) - arr.null_count
+
+
+def _increasing(values: pa.ChunkedArray) -> bool:
+    """True when every value is greater than the one before (so all differ) and none is missing.
+
+    Logs are often written in id order; this one pass then saves hashing every value.
+    """
+    n = len(values)
+    if values.null_count or n < 2:
+        return not values.null_count
+    return pc.all(pc.greater(values.slice(1), values.slice(0, n - 1))).as_py()
+
+
+def _duplicate_problems(spec: Table, typed: pd.DataFrame, lines: np.ndarray, bad: np.ndarray,
+                        distinct: dict[str, bool]) -> list[_Problem]:
+    """Later rows repeating a unique value of an otherwise valid earlier row.
+
+    ``distinct`` names the unique columns already known to hold no repeats.
+    """
     problems = []
     for col in spec.columns:
-        if not col.unique:
+        if not col.unique or distinct[col.name]:
             continue
-        arr = pa.array(typed[col.name], pa.large_string())
-        if len(pc.unique(arr).drop_null()) == len(arr) - arr.null_count:
-            continue  # all distinct: nothing to reject (the common case, checked in C++)
         vals = typed[col.name].where(~bad)  # rejected rows do not claim their value
         dup = (vals.notna() & vals.duplicated(keep="first")).to_numpy()
         if not dup.any():
@@ -975,9 +1151,9 @@ def _cell_text(value: object) -> str | None:
     return mask_text(text)
 
 
-def _raw_rows(frame: pd.DataFrame, positions: np.ndarray) -> list[dict[str, str | None]]:
+def _raw_rows(table: pa.Table, positions: np.ndarray) -> list[dict[str, str | None]]:
     """The masked text of whole raw rows."""
-    sub = frame.iloc[positions].astype(object)
+    sub = _to_pandas(table.take(positions)).astype(object)
     names = [mask_text(str(c)) for c in sub.columns]
     return [dict(zip(names, map(_cell_text, row))) for row in sub.itertuples(index=False)]
 
@@ -997,7 +1173,7 @@ def _rejected_frame(table: str, file: Path, src: _Source, problems: list[_Proble
     also = (rest["column"] + ": " + rest["reason"]).groupby(rest["pos"]).agg("; ".join).to_dict()
     pos = first["pos"].to_numpy()
     reason = [f"{r} (also {also[p]})" if p in also else r for p, r in zip(pos, first["reason"])]
-    rows = _raw_rows(src.frame, pos)
+    rows = _raw_rows(src.table, pos)
     return pd.DataFrame({
         "table": table,
         "file": file.name,

@@ -25,6 +25,7 @@ import os
 import re
 import secrets
 from functools import lru_cache
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -37,6 +38,14 @@ MASK_CHAR = "*"
 TOKEN_HEX_CHARS = 16
 
 _SEPARATORS = re.compile(r"[\s\-]")
+# Every byte the Arrow (RE2) form of _SEPARATORS can match: \s is [\t\n\f\r ] there.
+_SEPARATOR_BYTES = b"\t\n\f\r -"
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+# The key of an n-digit string is its value plus the number of shorter digit strings
+# (10 + 100 + ... + 10**(n-1)): one integer per string of 1 to 19 digits, below 2**64.
+_MAX_KEY_DIGITS = 19
+_SHORTER_DIGIT_STRINGS = np.array([0] + [(10**n - 10) // 9 for n in range(1, _MAX_KEY_DIGITS + 1)],
+                                  dtype=np.uint64)
 # A run of 13-19 digits, optionally grouped by single spaces or dashes,
 # not touching other digits.
 _PAN_RUN = re.compile(r"(?<![0-9])[0-9](?:[ \-]?[0-9]){12,}(?![0-9])")
@@ -80,33 +89,116 @@ def mask_pan(value: object) -> object:
     return MASK_CHAR * max(len(s) - 4, 0) + s[-4:]
 
 
-def _arrow_strings(values: pd.Series | pa.Array) -> pa.Array:
-    """Values as one Arrow string array (chunked arrays are combined)."""
-    if isinstance(values, (pa.Array, pa.ChunkedArray)):
-        arr = values
-    else:
-        arr = pa.array(values, from_pandas=True)
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
+_Arrow = pa.Array | pa.ChunkedArray
+
+
+def _arrow_strings(values: pd.Series | _Arrow) -> _Arrow:
+    """Values as Arrow strings, without a copy where they already are (chunks are kept)."""
+    arr = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values, from_pandas=True)
     if not pa.types.is_string(arr.type) and not pa.types.is_large_string(arr.type):
         arr = pc.cast(arr, pa.string())
     return arr
 
 
-def _strip_separators(arr: pa.Array) -> pa.Array:
-    if len(arr) and pc.any(pc.match_substring_regex(arr, _SEPARATORS.pattern)).as_py():
+def _distinct(arr: _Arrow) -> tuple[pa.Array, _Arrow]:
+    """The distinct non-missing values of ``arr`` and each row's index into them.
+
+    Missing values get a missing index, so a ``take`` through the indices keeps them
+    missing. Digit strings (card numbers as they mostly come) are told apart by an
+    integer key, which hashes several times faster than text; other values are
+    dictionary-encoded by Arrow. Chunked input shares one dictionary across its
+    chunks (the last one holds every value), so the indices of all chunks point into it.
+    """
+    keys = _digit_keys(arr)
+    if keys is not None:
+        return _distinct_keys(arr, keys)
+    enc = pc.dictionary_encode(arr)
+    if isinstance(enc, pa.Array):
+        return enc.dictionary, enc.indices
+    if not enc.num_chunks:
+        return pa.array([], arr.type), pa.chunked_array([], pa.int32())
+    return enc.chunk(enc.num_chunks - 1).dictionary, pa.chunked_array([c.indices for c in enc.chunks])
+
+
+def _distinct_keys(arr: _Arrow, keys: pd.arrays.IntegerArray) -> tuple[pa.Array, pa.Array]:
+    """:func:`_distinct` from integer keys that are equal exactly where the values are."""
+    codes, _ = pd.factorize(keys)  # in order of first appearance, -1 where missing
+    seen = np.maximum.accumulate(codes)
+    first = np.flatnonzero(codes > np.concatenate(([-1], seen[:-1])))
+    distinct = arr.take(pa.array(first))
+    if isinstance(distinct, pa.ChunkedArray):
+        distinct = distinct.combine_chunks()
+    return distinct, pa.array(codes, mask=codes < 0)
+
+
+def _digit_keys(arr: _Arrow) -> pd.arrays.IntegerArray | None:
+    """One integer per value, equal exactly where the values are, if all are 1-19 digits.
+
+    None when a value is empty, longer, or holds anything but ASCII digits.
+    """
+    lengths = pc.binary_length(arr)
+    extent = pc.min_max(lengths).as_py()
+    if extent["min"] is None or extent["min"] < 1 or extent["max"] > _MAX_KEY_DIGITS:
+        return None
+    if any(used.min() < ord("0") or used.max() > ord("9") for used in _byte_ranges(arr)):
+        return None
+    valid = arr.is_valid().to_numpy(zero_copy_only=False)
+    values = pc.cast(arr, pa.uint64()).fill_null(0).to_numpy()
+    keys = values + _SHORTER_DIGIT_STRINGS[lengths.fill_null(0).to_numpy()]
+    return pd.arrays.IntegerArray(keys, ~valid)
+
+
+def _byte_ranges(values: _Arrow) -> Iterator[np.ndarray]:
+    """The bytes behind each chunk of Arrow strings (those of missing values too), zero-copy."""
+    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+    width = np.dtype(np.int64 if pa.types.is_large_string(values.type) else np.int32)
+    for chunk in chunks:
+        offsets, data = chunk.buffers()[1:3]
+        if data is None or not len(chunk):
+            continue
+        ends = np.frombuffer(offsets, width, len(chunk) + 1, chunk.offset * width.itemsize)
+        if ends[-1] > ends[0]:
+            yield np.frombuffer(data, np.uint8, int(ends[-1] - ends[0]), int(ends[0]))
+
+
+def holds_any_byte(values: _Arrow, chars: bytes) -> bool:
+    """True when the bytes behind Arrow strings include one of ``chars`` (a prefilter).
+
+    The data range of each chunk is scanned at memory speed, first for its
+    smallest and largest byte (digits-only data is settled there), then for each
+    byte in that range. The range may hold bytes of no value, never fewer, so
+    False is certain and True asks for a closer look.
+
+    Examples
+    --------
+    >>> holds_any_byte(pa.array(["4111 1111", None]), b" -"), holds_any_byte(pa.array(["4111"]), b" -")
+    (True, False)
+    """
+    for used in _byte_ranges(values):
+        low, high = used.min(), used.max()
+        if any(low <= c <= high and (used == c).any() for c in chars):
+            return True
+    return False
+
+
+def _strip_separators(arr: _Arrow) -> _Arrow:
+    if holds_any_byte(arr, _SEPARATOR_BYTES):
         return pc.replace_substring_regex(arr, _SEPARATORS.pattern, "")
     return arr
 
 
 def _mask_pan_arrow(arr: pa.Array) -> pa.Array:
-    """:func:`mask_pan` on an Arrow string array, in Arrow's compute kernels.
+    """:func:`mask_pan` on an Arrow string array, in Arrow's compute kernels."""
+    return _mask_digits_arrow(_strip_separators(arr))
+
+
+def _mask_digits_arrow(arr: pa.Array) -> pa.Array:
+    """:func:`_mask_pan_arrow` of values without separators.
 
     One pass per distinct value length (card numbers have a handful): the span
     between the first six and the last four characters is replaced by as many
     mask characters.
     """
-    arr = _strip_separators(arr)
     lengths = pc.utf8_length(arr)
     out = arr
     for length in pc.unique(lengths).drop_null().to_pylist():
@@ -122,6 +214,21 @@ def _series_like(arr: pa.Array, values: pd.Series) -> pd.Series:
     return pd.Series(arr.to_pandas(), index=values.index, name=values.name)
 
 
+def mask_pan_array(values: pd.Series | _Arrow) -> _Arrow:
+    """:func:`mask_pan` over a column of card numbers, as Arrow strings.
+
+    Each distinct number is masked once (a card repeats across transactions);
+    missing values stay missing.
+
+    Examples
+    --------
+    >>> mask_pan_array(pa.array(["6222021234567890123", None, "6222021234567890123"])).to_pylist()
+    ['622202*********0123', None, '622202*********0123']
+    """
+    distinct, indices = _distinct(_arrow_strings(values))
+    return pc.take(_mask_pan_arrow(distinct), indices)
+
+
 def mask_pan_series(values: pd.Series) -> pd.Series:
     """Vectorized :func:`mask_pan` for a column of card numbers (missing stays missing).
 
@@ -131,7 +238,7 @@ def mask_pan_series(values: pd.Series) -> pd.Series:
     >>> masked[0], bool(pd.isna(masked[1]))
     ('622202*********0123', True)
     """
-    return _series_like(_mask_pan_arrow(_arrow_strings(values)), values)
+    return _series_like(mask_pan_array(values), values)
 
 
 @lru_cache(maxsize=1)
@@ -145,32 +252,44 @@ def pan_key() -> bytes:
     return env.encode("utf-8") if env else _random_key()
 
 
-def _tokens(strings: list, key: bytes) -> list:
-    """HMAC-SHA256 (RFC 2104) of each string, first 16 hex digits; None stays None.
+def _token_rows(arr: pa.Array, key: bytes) -> np.ndarray:
+    """HMAC-SHA256 (RFC 2104) of each value (none missing): rows of 16 hex digits as bytes.
 
     The keyed inner and outer hash states are computed once and copied per value,
-    which is the RFC's construction without re-deriving the padded keys each time.
+    which is the RFC's construction without re-deriving the padded keys each time;
+    the digests become hex text in one vectorized step.
     """
     block = hashlib.sha256().block_size
     k = hashlib.sha256(key).digest() if len(key) > block else key
     k = k.ljust(block, b"\0")
     inner = hashlib.sha256(bytes(b ^ 0x36 for b in k))
     outer = hashlib.sha256(bytes(b ^ 0x5C for b in k))
-    out = []
-    for value in strings:
-        if value is None:
-            out.append(None)
-            continue
+    digests = []
+    for value in arr.cast(pa.large_binary()).to_pylist():
         h = inner.copy()
-        h.update(value.encode("utf-8"))
+        h.update(value)
         o = outer.copy()
         o.update(h.digest())
-        out.append(o.hexdigest()[:TOKEN_HEX_CHARS])
-    return out
+        digests.append(o.digest())
+    head = np.frombuffer(b"".join(digests), np.uint8).reshape(-1, hashlib.sha256().digest_size)
+    head = head[:, :TOKEN_HEX_CHARS // 2]
+    rows = np.empty((len(head), TOKEN_HEX_CHARS), np.uint8)
+    rows[:, 0::2], rows[:, 1::2] = _HEX_DIGITS[head >> 4], _HEX_DIGITS[head & 0xF]
+    return rows
 
 
-def _token_arrow(arr: pa.Array, key: bytes) -> pa.Array:
-    return pa.array(_tokens(_strip_separators(arr).to_pylist(), key), pa.string())
+def _take_rows(rows: np.ndarray, indices: _Arrow) -> _Arrow:
+    """Strings of fixed-width byte ``rows`` picked by ``indices`` (missing stays missing)."""
+    if isinstance(indices, pa.ChunkedArray):
+        return pa.chunked_array([_take_rows(rows, c) for c in indices.chunks], pa.large_string())
+    valid = indices.is_valid().to_numpy(zero_copy_only=False)
+    picked = rows[indices.fill_null(0).to_numpy()[valid]]
+    offsets = np.zeros(len(indices) + 1, np.int64)
+    np.cumsum(np.where(valid, rows.shape[1], 0), out=offsets[1:])
+    missing = len(indices) - int(valid.sum())
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if missing else None
+    return pa.LargeStringArray.from_buffers(len(indices), pa.py_buffer(offsets),
+                                            pa.py_buffer(picked), bitmap, missing)
 
 
 def pan_token_series(values: pd.Series, key: bytes | None = None) -> pd.Series:
@@ -204,11 +323,31 @@ def protect_card_column(values: pd.Series, key: bytes | None = None) -> tuple[pd
     masked, token : Series
         Aligned with ``values``; missing values stay missing.
     """
-    key = pan_key() if key is None else key
-    enc = pc.dictionary_encode(_arrow_strings(values))
-    masked = pc.take(_mask_pan_arrow(enc.dictionary), enc.indices)
-    token = pc.take(_token_arrow(enc.dictionary, key), enc.indices)
+    masked, token = protect_card_array(values, key)
     return _series_like(masked, values), _series_like(token, values)
+
+
+def protect_card_array(values: pd.Series | _Arrow,
+                       key: bytes | None = None) -> tuple[_Arrow, _Arrow]:
+    """:func:`protect_card_column` on Arrow strings: masked numbers and their tokens.
+
+    Parameters
+    ----------
+    values : Series or pyarrow (chunked) array
+        Raw card or account numbers (full or already masked).
+    key : bytes, optional
+        HMAC key; default :func:`pan_key`.
+
+    Returns
+    -------
+    masked, token : pyarrow (chunked) arrays
+        Aligned with ``values``; missing values stay missing.
+    """
+    key = pan_key() if key is None else key
+    distinct, indices = _distinct(_arrow_strings(values))
+    digits = _strip_separators(distinct)
+    return (pc.take(_mask_digits_arrow(digits), indices),
+            _take_rows(_token_rows(digits, key), indices))
 
 
 def _mask_match(m: re.Match) -> str:
@@ -248,9 +387,9 @@ def mask_text_series(values: pd.Series) -> pd.Series:
         return values
     # RE2 (Arrow) prefilter: 13+ digits, optionally grouped; Python's regex only on hits
     arr = _arrow_strings(values)
+    if not pc.any(pc.match_substring_regex(arr.drop_null(), _LONG_DIGIT_RUN)).as_py():
+        return values  # (the regex kernel spends time on missing slots too)
     maybe = pc.match_substring_regex(arr, _LONG_DIGIT_RUN).fill_null(False)
-    if not pc.any(maybe).as_py():
-        return values
     s = values.astype("string")
     hit = pd.Series(maybe.to_numpy(zero_copy_only=False), index=values.index)
     hit &= s.str.contains(_PAN_RUN, regex=True, na=False)
@@ -278,10 +417,12 @@ __all__ = [
     "KEY_ENV",
     "luhn_valid",
     "mask_pan",
+    "mask_pan_array",
     "mask_pan_series",
     "pan_key",
     "pan_token_series",
     "protect_card_column",
+    "protect_card_array",
     "mask_text",
     "mask_text_series",
     "sensitive_column_reason",
