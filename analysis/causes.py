@@ -8,17 +8,16 @@ person can check, and the next step.
 
 How it works
 ------------
-1. **Evidence features** are computed with vectorized joins and window counts,
-   one small function per kind of evidence, so each can later move to an SQL
-   engine: link errors near a transaction on its terminal and its network
-   segment (:func:`count_near`), per segment-day link-error counts against the
-   segment's usual day (:func:`segment_day_rates`), per terminal-day event
-   counts (:func:`daily_event_counts`), firmware-wide reboots
-   (:func:`firmware_reboots`), bursts of ``91``/``96`` across segments
-   (:func:`distinct_near`), repeated ``A0`` responses per terminal
-   (:func:`response_counts`), merchant-level return patterns
-   (:func:`return_patterns`) and runs of days a terminal cleared nothing
-   (:func:`dark_runs`).
+1. **Evidence features** are the transaction-level work: one SQL step
+   (:func:`analysis.evidence.incident_features_on`) joins and counts on an
+   engine — link errors near a transaction on its terminal and its network
+   segment, per segment-day link-error counts against the segment's usual day,
+   per terminal-day reboots and batch uploads, firmware-wide reboots, bursts of
+   ``91``/``96`` across segments, repeated ``A0`` responses per terminal,
+   merchant-level return patterns and runs of days a terminal cleared nothing —
+   and returns the incidents only. :func:`classify` runs it on a fresh
+   in-memory DuckDB engine; :func:`classify_on` where the data already lives in
+   an engine (DuckDB over Parquet, Spark).
 2. **Rules** (:data:`RULES`) are tried in order; the first whose condition holds
    decides the cause, so every incident gets exactly one. Each rule names its
    cause, a confidence (raised or lowered by the evidence), an evidence template
@@ -63,14 +62,22 @@ import pandas as pd
 from .contract import (
     CAUSES,
     FRAUD_POLICE_THRESHOLD,
-    INCIDENT_OUTCOMES,
     LINK_ERROR_EVENTS,
     OUTPUTS,
     RESPONSE_CODES,
     REVERSAL_REASON_MEANINGS,
-    TIMEZONE,
 )
-from .reconcile import default_as_of, reconcile, to_local_time
+from .engine import DuckDBEngine, Engine
+from .engine.tables import register_dataset
+from .evidence import (
+    CORRUPTION_CODES,
+    FEATURE_DAYS,
+    WRONG_ACCOUNT_RETURNS,
+    Thresholds,
+    incident_features_on,
+    reconciled_for_engine,
+)
+from .reconcile import calendar_for, default_as_of, reconcile, to_local_time
 from .workdays import WorkCalendar, to_business_date
 
 # --------------------------------------------------------------------------------------
@@ -89,68 +96,7 @@ DECLINE_CAUSES: dict[str, str] = {
 }
 #: Who answered with a code that decides the cause (for the evidence line).
 _DECLINED_BY = {"MERCHANT_CONFIG": "the acquirer", "OPERATOR_ERROR": "the acquirer"}
-CORRUPTION_CODES = ("A0", "30")
-OUTAGE_CODES = ("91", "96")
-WRONG_ACCOUNT_RETURNS = ("invalid_account", "name_mismatch")
 FROZEN_RETURNS = ("account_frozen", "account_closed")
-INCIDENT_TXN_TYPES = ("purchase", "transfer")
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """How much evidence a rule needs. Tune against ground truth, not per dataset.
-
-    Attributes
-    ----------
-    usual_quantile : float
-        A segment's usual day is this quantile of its daily link-error counts
-        (0.25: robust while a fault covers up to three quarters of the data).
-    surge_ratio, surge_min_events : float, int
-        A segment-day is "far above its usual" when its link errors reach
-        ``surge_ratio`` × (usual + 1) and at least ``surge_min_events``.
-    segment_near_min : int
-        Link errors on the segment within ±window that count as link trouble
-        (also at least ``surge_ratio`` times what the segment's usual day gives
-        such a window).
-    terminal_near_min : int
-        Link errors on the terminal itself within ±window that count.
-    terminal_day_min : int
-        Link errors on the terminal over the upload days that count as link
-        trouble for a batch upload.
-    upload_days : int
-        Calendar days from the business date in which a batch upload is looked for.
-    burst_segments : int
-        Distinct network segments with ``91``/``96`` purchase declines within
-        ±window that make an issuer or switch outage.
-    mac_key_repeats : int
-        ``A0``/``30`` responses on one terminal that suggest its MAC key is out of step.
-    pattern_min_returns, pattern_min_share : int, float
-        A merchant's credits are "all or mostly returned" for a wrong account
-        when at least this many are, making at least this share of its cleared
-        credits between its first and last such return.
-    never_clears_min_days : int
-        A terminal "never reaches clearing" when it cleared none of its approved
-        transactions on at least this many consecutive days with any (a dark run).
-    firmware_min_terminals, firmware_factor : int, float
-        A firmware "shows reboots across the city" when at least this many of
-        its terminals rebooted and its share of rebooted terminals is this many
-        times that of other firmware.
-    """
-
-    usual_quantile: float = 0.25
-    surge_ratio: float = 4.0
-    surge_min_events: int = 5
-    segment_near_min: int = 3
-    terminal_near_min: int = 1
-    terminal_day_min: int = 2
-    upload_days: int = 2
-    burst_segments: int = 3
-    mac_key_repeats: int = 3
-    pattern_min_returns: int = 3
-    pattern_min_share: float = 0.8
-    never_clears_min_days: int = 2
-    firmware_min_terminals: int = 3
-    firmware_factor: float = 3.0
 
 
 def cause_table() -> pd.DataFrame:
@@ -176,591 +122,73 @@ def cause_table() -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------------------
-# Window and day counting (the transaction-level work; SQL-shaped)
+# Incident features (the transaction-level work: one SQL step, analysis.evidence)
 # --------------------------------------------------------------------------------------
-
-
-def epoch_seconds(times: pd.Series) -> np.ndarray:
-    """Seconds since the epoch (int64) of tz-aware or naive UTC times; missing → INT64_MIN."""
-    values = times
-    if isinstance(values.dtype, pd.DatetimeTZDtype):
-        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
-    return values.to_numpy(dtype="datetime64[s]").astype(np.int64)
-
-
-_MISSING_TIME = np.iinfo(np.int64).min
-
-
-def count_near(
-    query_keys: pd.Series,
-    query_times: np.ndarray,
-    event_keys: pd.Series,
-    event_times: np.ndarray,
-    window_s: int,
-) -> np.ndarray:
-    """For each query, the number of events with the same key within ±``window_s`` seconds.
-
-    Keys are factorized together and combined with the time into one sorted
-    int64, so the count is two binary searches per query.
-
-    Examples
-    --------
-    >>> count_near(pd.Series(["a", "b"]), np.array([100, 100]),
-    ...            pd.Series(["a", "a", "b"]), np.array([50, 400, 99]), 60).tolist()
-    [1, 1]
-    """
-    n_e = len(event_keys)
-    codes, _ = pd.factorize(pd.concat([event_keys, query_keys], ignore_index=True))
-    e_code, q_code = codes[:n_e], codes[n_e:]
-    e_ok = (e_code >= 0) & (event_times != _MISSING_TIME)
-    q_ok = (q_code >= 0) & (query_times != _MISSING_TIME)
-    out = np.zeros(len(query_keys), dtype=np.int64)
-    if not e_ok.any() or not q_ok.any():
-        return out
-    et, qt = event_times[e_ok], query_times[q_ok]
-    origin = min(et.min(), qt.min()) - window_s - 1
-    span = max(et.max(), qt.max()) - origin + window_s + 2
-    combined = np.sort(e_code[e_ok] * span + (et - origin))
-    base = q_code[q_ok] * span - origin
-    lo = np.searchsorted(combined, base + qt - window_s, side="left")
-    hi = np.searchsorted(combined, base + qt + window_s, side="right")
-    out[q_ok] = hi - lo
-    return out
-
-
-def distinct_near(
-    query_times: np.ndarray, event_times: np.ndarray, event_labels: pd.Series, window_s: int
-) -> np.ndarray:
-    """For each query, the number of distinct event labels within ±``window_s`` seconds.
-
-    Examples
-    --------
-    >>> distinct_near(np.array([100]), np.array([90, 95, 500]),
-    ...               pd.Series(["s1", "s2", "s3"]), 60).tolist()
-    [2]
-    """
-    out = np.zeros(len(query_times), dtype=np.int64)
-    labels, uniques = pd.factorize(event_labels)
-    keep = (labels >= 0) & (event_times != _MISSING_TIME)
-    if not keep.any() or not len(query_times):
-        return out
-    order = np.argsort(event_times[keep], kind="stable")
-    times, labels = event_times[keep][order], labels[keep][order]
-    lo = np.searchsorted(times, query_times - window_s, side="left")
-    hi = np.searchsorted(times, query_times + window_s, side="right")
-    n = np.where(query_times == _MISSING_TIME, 0, hi - lo)
-    query = np.repeat(np.arange(len(query_times)), n)
-    offset = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
-    pairs = np.unique(query * len(uniques) + labels[np.repeat(lo, n) + offset])
-    return np.bincount(pairs // len(uniques), minlength=len(query_times)).astype(np.int64)
-
-
-def daily_event_counts(events: pd.DataFrame, key: str) -> pd.DataFrame:
-    """Events per ``key`` and Shanghai calendar day, one column per event kind plus ``link``.
-
-    ``events`` needs ``key``, ``day`` and ``event``; ``link`` sums the link-error kinds.
-
-    Examples
-    --------
-    >>> ev = pd.DataFrame({"terminal_id": ["K1", "K1"], "event": ["timeout", "reboot"],
-    ...                    "day": pd.to_datetime(["2026-03-10", "2026-03-10"])})
-    >>> daily_event_counts(ev, "terminal_id")[["link", "reboot"]].iloc[0].tolist()
-    [1, 1]
-    """
-    counts = (
-        events.groupby([key, "day", "event"], observed=True).size().unstack("event", fill_value=0)
-    )
-    for kind in (*LINK_ERROR_EVENTS, "reboot", "batch_upload_ok", "batch_upload_failed"):
-        if kind not in counts.columns:
-            counts[kind] = 0
-    counts["link"] = counts[list(LINK_ERROR_EVENTS)].sum(axis=1)
-    counts.columns.name = None
-    return counts
-
-
-def segment_day_rates(
-    segment_daily: pd.DataFrame, days: pd.DatetimeIndex, quantile: float = 0.5
-) -> pd.DataFrame:
-    """Link errors per segment-day against the segment's usual day.
-
-    The usual day is a quantile (default the median) of the segment's daily
-    link-error counts over ``days`` (days without events count as 0); ``ratio``
-    is (count + 1) / (usual + 1).
-
-    Parameters
-    ----------
-    segment_daily : DataFrame
-        :func:`daily_event_counts` by ``network_segment``.
-    days : DatetimeIndex
-        Every calendar day the data spans.
-    quantile : float
-        Which quantile of the daily counts is "usual"; a lower one stays a
-        healthy day while a fault covers more than half of the span.
-
-    Returns
-    -------
-    DataFrame
-        Index (network_segment, day); columns ``link_errors``, ``usual``, ``ratio``.
-    """
-    grid = segment_daily["link"].unstack("day", fill_value=0).reindex(columns=days, fill_value=0)
-    usual = grid.quantile(quantile, axis=1)
-    long = grid.stack().rename("link_errors").to_frame()
-    long.index = long.index.set_names(["network_segment", "day"])
-    long["usual"] = usual.reindex(long.index.get_level_values(0)).to_numpy()
-    long["ratio"] = (long["link_errors"] + 1) / (long["usual"] + 1)
-    return long
-
-
-def over_days(
-    table: pd.DataFrame,
-    keys: pd.Series,
-    days: pd.Series,
-    columns: list[str],
-    n_days: int = 1,
-    how: str = "sum",
-) -> pd.DataFrame:
-    """Per-(key, day) values of ``table`` summed (or maxed) over ``n_days`` days from each day.
-
-    Missing (key, day) pairs count as 0.
-    """
-    parts = []
-    for offset in range(n_days):
-        idx = pd.MultiIndex.from_arrays(
-            [keys.to_numpy(), (days + pd.Timedelta(days=offset)).to_numpy()]
-        )
-        parts.append(table[columns].reindex(idx).fillna(0).to_numpy())
-    combined = np.max(parts, axis=0) if how == "max" else np.sum(parts, axis=0)
-    return pd.DataFrame(combined, columns=columns, index=keys.index)
-
-
-def firmware_reboots(reboot_terminals: pd.Series, terminals: pd.DataFrame) -> pd.DataFrame:
-    """Share of terminals that rebooted, per firmware, against the other firmware.
-
-    Parameters
-    ----------
-    reboot_terminals : Series
-        Terminal ids with at least one ``reboot`` event.
-    terminals : DataFrame
-        The terminals table (``terminal_id``, ``firmware``).
-
-    Returns
-    -------
-    DataFrame
-        Index firmware; ``terminals``, ``rebooted``, ``share``, ``others_share``.
-    """
-    rebooted = terminals["terminal_id"].isin(pd.unique(reboot_terminals))
-    table = (
-        terminals.assign(rebooted=rebooted)
-        .groupby("firmware", observed=True)["rebooted"]
-        .agg(terminals="size", rebooted="sum")
-    )
-    others_terms = len(terminals) - table["terminals"]
-    others_reb = int(rebooted.sum()) - table["rebooted"]
-    table["share"] = table["rebooted"] / table["terminals"]
-    table["others_share"] = (others_reb / others_terms.where(others_terms > 0)).fillna(0.0)
-    return table
-
-
-def response_counts(transactions: pd.DataFrame, codes: tuple[str, ...]) -> pd.Series:
-    """Number of responses with one of ``codes`` per terminal."""
-    hit = transactions["response_code"].isin(codes)
-    return transactions.loc[hit].groupby("terminal_id").size()
-
-
-def return_patterns(
-    reconciled: pd.DataFrame, reasons: tuple[str, ...], th: Thresholds
-) -> pd.DataFrame:
-    """Per merchant and transaction type: credits returned for ``reasons`` against all cleared.
-
-    Purchases credit the merchant's settlement account and transfers the payee's,
-    so the two are kept apart. The span runs from the first to the last such
-    return (by ``cleared_date``), so credits after a corrected account do not
-    dilute it.
-
-    Returns
-    -------
-    DataFrame
-        Index (merchant_id, txn_type) with such a return; ``returns``,
-        ``first_return``, ``last_return``, ``credits`` (cleared credits in the
-        span), ``share``, ``pattern``, ``all_credits`` and ``last_cleared`` (over
-        all its cleared credits of that type).
-
-    Examples
-    --------
-    >>> rec = pd.DataFrame({"merchant_id": ["M"] * 3, "txn_type": ["purchase"] * 3,
-    ...     "cleared_date": pd.to_datetime(["2026-03-02", "2026-03-03", "2026-03-04"]),
-    ...     "credit_status": ["returned"] * 3, "return_reason": ["invalid_account"] * 3})
-    >>> row = return_patterns(rec, ("invalid_account",), Thresholds()).iloc[0]
-    >>> int(row["returns"]), float(row["share"]), bool(row["pattern"])
-    (3, 1.0, True)
-    """
-    key = ["merchant_id", "txn_type"]
-    cleared = reconciled.loc[
-        reconciled["cleared_date"].notna(), [*key, "cleared_date", "credit_status", "return_reason"]
-    ]
-    hit = cleared["credit_status"].eq("returned") & cleared["return_reason"].isin(reasons)
-    spans = (
-        cleared.loc[hit]
-        .groupby(key)["cleared_date"]
-        .agg(returns="size", first_return="min", last_return="max")
-    )
-    within = cleared.merge(spans.reset_index(), on=key, how="inner")
-    within = within[within["cleared_date"].between(within["first_return"], within["last_return"])]
-    spans["credits"] = within.groupby(key).size().reindex(spans.index, fill_value=0)
-    spans["share"] = spans["returns"] / spans["credits"]
-    spans["pattern"] = (spans["returns"] >= th.pattern_min_returns) & (
-        spans["share"] >= th.pattern_min_share
-    )
-    overall = cleared.groupby(key)["cleared_date"].agg(all_credits="size", last_cleared="max")
-    return spans.join(overall)
-
-
-#: Outcomes of an approved purchase or transfer whose cycle is over.
-_PAST_CYCLE = ("credited", "credited_late", "returned", "credit_overdue", "not_cleared")
-
-
-def dark_runs(reconciled: pd.DataFrame) -> pd.DataFrame:
-    """Runs of consecutive active days on which a terminal cleared none of its purchases.
-
-    Purchases reach clearing through the terminal's end-of-day batch (transfers
-    do not), so a terminal-day is *active* when the terminal has approved
-    purchases past their cycle that day, and *dark* when none of them cleared.
-    Consecutive dark active days (days without activity in between do not break
-    a run) form a run.
-
-    Returns
-    -------
-    DataFrame
-        Index (terminal_id, business_date) of dark days; ``run_days``,
-        ``run_start``, ``run_end`` of the run each belongs to.
-
-    Examples
-    --------
-    >>> rec = pd.DataFrame({"txn_id": list("abcd"), "terminal_id": ["K"] * 4,
-    ...     "outcome": ["not_cleared", "credited", "not_cleared", "not_cleared"],
-    ...     "txn_type": ["purchase"] * 4,
-    ...     "cleared_date": pd.to_datetime([None, "2026-03-03", None, None]),
-    ...     "business_date": pd.to_datetime(
-    ...         ["2026-03-01", "2026-03-02", "2026-03-04", "2026-03-06"])})
-    >>> dark_runs(rec)["run_days"].tolist()
-    [1, 2, 2]
-    """
-    due = reconciled[
-        reconciled["outcome"].isin(_PAST_CYCLE) & reconciled["txn_type"].eq("purchase")
-    ]
-    days = (
-        due.assign(cleared=due["cleared_date"].notna())
-        .groupby(["terminal_id", "business_date"])["cleared"]
-        .any()
-        .reset_index()
-        .sort_values(["terminal_id", "business_date"])
-    )
-    new_terminal = days["terminal_id"].ne(days["terminal_id"].shift())
-    run = (new_terminal | days["cleared"]).cumsum()
-    dark = days[~days["cleared"]].assign(run=run[~days["cleared"]])
-    spans = dark.groupby("run")["business_date"].agg(
-        run_days="size", run_start="min", run_end="max"
-    )
-    return dark.join(spans, on="run").set_index(["terminal_id", "business_date"])[
-        ["run_days", "run_start", "run_end"]
-    ]
-
-
-# --------------------------------------------------------------------------------------
-# Incident features
-# --------------------------------------------------------------------------------------
-
-
-def _incidents(reconciled: pd.DataFrame) -> pd.DataFrame:
-    """The incident rows of the reconciled transactions."""
-    mask = reconciled["txn_type"].isin(INCIDENT_TXN_TYPES) & reconciled["outcome"].isin(
-        INCIDENT_OUTCOMES
-    )
-    return reconciled.loc[mask].reset_index(drop=True)
-
-
-def _lookup(frame: pd.DataFrame, key: str, values: pd.Series, columns: list[str]) -> pd.DataFrame:
-    """Columns of ``frame`` aligned with ``values`` of its ``key`` (first row per key; else NA)."""
-    index = pd.Index(frame[key])
-    if not index.is_unique:
-        frame = frame.drop_duplicates(key)
-        index = pd.Index(frame[key])
-    pos = index.get_indexer(values)
-    found = pd.DataFrame(index=values.index)
-    for c in columns:
-        if c in frame.columns:
-            col = frame[c].iloc[np.where(pos >= 0, pos, 0)] if len(frame) else frame[c].reindex([])
-            found[c] = pd.Series(col.to_numpy(), index=values.index, dtype=frame[c].dtype).where(
-                pos >= 0
-            )
-        else:
-            found[c] = pd.Series(pd.NA, index=values.index, dtype="str")
-    return found
-
-
-def _event_frame(events: pd.DataFrame, terminals: pd.DataFrame) -> pd.DataFrame:
-    """Events with their segment, merchant, Shanghai day and epoch seconds."""
-    attrs = _lookup(
-        terminals, "terminal_id", events["terminal_id"], ["network_segment", "merchant_id"]
-    )
-    return pd.DataFrame(
-        {
-            "terminal_id": events["terminal_id"],
-            "network_segment": attrs["network_segment"],
-            "merchant_id": attrs["merchant_id"],
-            "event": events["event"],
-            "day": to_business_date(events["timestamp"]),
-            "t": epoch_seconds(events["timestamp"]),
-        }
-    )
-
-
-def _link_features(inc: pd.DataFrame, ev: pd.DataFrame, window_s: int) -> dict[str, np.ndarray]:
-    """Link errors within ±window of each incident on its terminal (per kind) and its segment."""
-    t = inc["t"].to_numpy()
-    out = {}
-    for kind in LINK_ERROR_EVENTS:
-        kind_ev = ev[ev["event"].eq(kind)]
-        out[f"term_{kind}_near"] = count_near(
-            inc["terminal_id"], t, kind_ev["terminal_id"], kind_ev["t"].to_numpy(), window_s
-        )
-    out["term_link_near"] = sum(out[f"term_{k}_near"] for k in LINK_ERROR_EVENTS)
-    link_ev = ev[ev["event"].isin(LINK_ERROR_EVENTS)]
-    out["seg_link_near"] = count_near(
-        inc["network_segment"], t, link_ev["network_segment"], link_ev["t"].to_numpy(), window_s
-    )
-    return out
-
-
-def _day_span(*days: pd.Series) -> pd.DatetimeIndex:
-    """Every calendar day from the earliest to the latest of ``days``."""
-    valid = [d.dropna() for d in days if d is not None and d.notna().any()]
-    if not valid:
-        return pd.DatetimeIndex([])
-    lo = min(d.min() for d in valid)
-    hi = max(d.max() for d in valid)
-    return pd.date_range(lo, hi, freq="D")
-
-
-def _event_features(
-    inc: pd.DataFrame,
-    events: pd.DataFrame,
-    dataset,
-    reconciled: pd.DataFrame,
-    window_s: int,
-    th: Thresholds,
-) -> pd.DataFrame:
-    """Every terminal_events feature of the incidents."""
-    ev = _event_frame(events, dataset.terminals)
-    feats = pd.DataFrame(_link_features(inc, ev, window_s), index=inc.index)
-
-    seg_rates = segment_day_rates(
-        daily_event_counts(ev, "network_segment"),
-        _day_span(reconciled["business_date"], ev["day"]),
-        th.usual_quantile,
-    )
-    today = over_days(seg_rates, inc["network_segment"], inc["business_date"], ["link_errors"])
-    feats["seg_day_link"] = today["link_errors"].astype(int)
-    seg_usual = seg_rates["usual"].groupby(level=0).first()
-    feats["seg_usual"] = inc["network_segment"].map(seg_usual).fillna(0.0).to_numpy()
-    feats["seg_day_ratio"] = (feats["seg_day_link"] + 1) / (feats["seg_usual"] + 1)
-    surge = (seg_rates["ratio"] >= th.surge_ratio) & (
-        seg_rates["link_errors"] >= th.surge_min_events
-    )
-    seg_rates["surge"] = surge.astype(float)
-    upload = over_days(
-        seg_rates,
-        inc["network_segment"],
-        inc["business_date"],
-        ["surge", "link_errors"],
-        th.upload_days,
-        "max",
-    )
-    feats["seg_surge_upload_days"] = upload["surge"].to_numpy() > 0
-
-    term_daily = daily_event_counts(ev, "terminal_id")
-    day = over_days(term_daily, inc["terminal_id"], inc["business_date"], ["reboot", "link"])
-    feats["term_day_reboot"] = day["reboot"].astype(int)
-    span = over_days(
-        term_daily,
-        inc["terminal_id"],
-        inc["business_date"],
-        ["link", "batch_upload_ok", "batch_upload_failed"],
-        th.upload_days,
-    )
-    feats["term_link_upload_days"] = span["link"].astype(int)
-    feats["term_upload_ok"] = span["batch_upload_ok"].astype(int)
-    feats["term_upload_failed"] = span["batch_upload_failed"].astype(int)
-    ok_ever = ev.loc[ev["event"].eq("batch_upload_ok"), "terminal_id"]
-    feats["term_upload_ok_ever"] = inc["terminal_id"].isin(pd.unique(ok_ever)).to_numpy()
-    feats["uploads_recorded"] = bool(
-        ev["event"].isin(["batch_upload_ok", "batch_upload_failed"]).any()
-    )
-
-    fw = firmware_reboots(ev.loc[ev["event"].eq("reboot"), "terminal_id"], dataset.terminals)
-    fw_attrs = fw.reindex(inc["firmware"].to_numpy())
-    for col in ("terminals", "rebooted", "share", "others_share"):
-        feats[f"fw_{col}"] = fw_attrs[col].fillna(0).to_numpy()
-    feats["fw_outlier"] = (feats["fw_rebooted"] >= th.firmware_min_terminals) & (
-        feats["fw_share"] >= th.firmware_factor * feats["fw_others_share"]
-    )
-    return feats
-
-
-def _no_events() -> pd.DataFrame:
-    """An empty terminal_events table: the event features then take their neutral values."""
-    return pd.DataFrame(
-        {
-            "terminal_id": pd.Series(dtype="str"),
-            "timestamp": pd.Series(dtype=f"datetime64[ns, {TIMEZONE}]"),
-            "event": pd.Series(dtype="str"),
-        }
-    )
-
-
-def _response_features(
-    inc: pd.DataFrame, dataset, reconciled: pd.DataFrame, window_s: int
-) -> pd.DataFrame:
-    """Repeated A0/30 on the terminal and 91/96 bursts across segments."""
-    feats = pd.DataFrame(index=inc.index)
-    a0 = response_counts(dataset.transactions, CORRUPTION_CODES)
-    feats["term_a0"] = inc["terminal_id"].map(a0).fillna(0).astype(int).to_numpy()
-    outage = reconciled[
-        reconciled["outcome"].eq("declined")
-        & reconciled["txn_type"].eq("purchase")
-        & reconciled["response_code"].isin(OUTAGE_CODES)
-    ]
-    segments = _lookup(dataset.terminals, "terminal_id", outage["terminal_id"], ["network_segment"])
-    asks = inc["response_code"].isin((*OUTAGE_CODES, "68", "92")).to_numpy()
-    bursts = np.zeros(len(inc), dtype=np.int64)
-    if asks.any() and len(outage):
-        bursts[asks] = distinct_near(
-            inc["t"].to_numpy()[asks],
-            epoch_seconds(outage["timestamp"]),
-            segments["network_segment"],
-            window_s,
-        )
-    feats["burst_segments"] = bursts
-    return feats
-
-
-def _settlement_features(
-    inc: pd.DataFrame, reconciled: pd.DataFrame, th: Thresholds
-) -> pd.DataFrame:
-    """Merchant return patterns and runs of days a terminal cleared nothing."""
-    feats = pd.DataFrame(index=inc.index)
-    pat = return_patterns(reconciled, WRONG_ACCOUNT_RETURNS, th).reindex(
-        pd.MultiIndex.from_arrays([inc["merchant_id"].to_numpy(), inc["txn_type"].to_numpy()])
-    )
-    feats["m_returns"] = pat["returns"].fillna(0).astype(int).to_numpy()
-    for col in ("first_return", "last_return", "last_cleared"):
-        feats[f"m_{col}"] = pat[col].to_numpy()
-    for col in ("credits", "all_credits"):
-        feats[f"m_{col}"] = pat[col].fillna(0).astype(int).to_numpy()
-    feats["m_pattern"] = pat["pattern"].fillna(False).astype(bool).to_numpy()
-    runs = dark_runs(reconciled).reindex(
-        pd.MultiIndex.from_arrays([inc["terminal_id"].to_numpy(), inc["business_date"].to_numpy()])
-    )
-    feats["dark_days"] = runs["run_days"].fillna(0).astype(int).to_numpy()
-    feats["dark_start"] = runs["run_start"].to_numpy()
-    feats["dark_end"] = runs["run_end"].to_numpy()
-    return feats
-
-
-def _flags(f: pd.DataFrame, th: Thresholds, window_s: int) -> pd.DataFrame:
-    """Boolean evidence the rules read."""
-    window_share = 2 * window_s / 86400
-    seg_near_needed = np.maximum(
-        th.segment_near_min, th.surge_ratio * (f["seg_usual"] + 1) * window_share
-    )
-    f["seg_day_surge"] = (f["seg_day_ratio"] >= th.surge_ratio) & (
-        f["seg_day_link"] >= th.surge_min_events
-    )
-    f["seg_near_surge"] = f["seg_link_near"] >= seg_near_needed
-    f["terminal_link_near"] = f["has_events"] & (f["term_link_near"] >= th.terminal_near_min)
-    f["near_link"] = f["terminal_link_near"] | (
-        f["has_events"] & (f["seg_near_surge"] | f["seg_day_surge"])
-    )
-    f["term_trouble_upload"] = f["has_events"] & (f["term_link_upload_days"] >= th.terminal_day_min)
-    f["line_trouble_upload"] = f["term_trouble_upload"] | (
-        f["has_events"] & f["seg_surge_upload_days"]
-    )
-    f["upload_failed"] = f["term_upload_failed"] > 0
-    f["no_upload"] = f["uploads_recorded"] & (f["term_upload_ok"] == 0) & ~f["upload_failed"]
-    f["never_uploaded"] = f["uploads_recorded"] & ~f["term_upload_ok_ever"]
-    f["burst"] = f["burst_segments"] >= th.burst_segments
-    f["mac_key"] = f["term_a0"] >= th.mac_key_repeats
-    f["never_clears"] = f["clearing_known"] & (f["dark_days"] >= th.never_clears_min_days)
-    f["cleared_late"] = (f["cleared_date"] > f["due_date"]).fillna(False).astype(bool)
-    return f
-
-
-def _effective_reversal_reason(inc: pd.DataFrame) -> pd.Series:
-    """The reversal reason, or what it must have been: ``98`` without a response, else ``06``."""
-    default = np.where(inc["response_code"].isna(), "98", "06")
-    return inc["reversal_reason"].astype(object).where(inc["reversal_reason"].notna(), default)
 
 
 def incident_features(
     dataset,
     reconciled: pd.DataFrame,
     *,
-    window_minutes: int = 10,
+    window_minutes: float = 10,
     thresholds: Thresholds | None = None,
 ) -> pd.DataFrame:
     """One row per incident with every piece of evidence the rules use.
+
+    Runs :func:`analysis.evidence.incident_features_on` on a fresh in-memory
+    DuckDB engine holding ``dataset`` and ``reconciled``.
 
     Parameters
     ----------
     dataset : analysis.io.Dataset
     reconciled : DataFrame
         :func:`analysis.reconcile.reconcile` of the dataset.
-    window_minutes : int
+    window_minutes : float
         Half-width of the window around a transaction for link errors and bursts.
     thresholds : Thresholds, optional
 
     Returns
     -------
     DataFrame
-        The incident rows of ``reconciled`` plus terminal attributes, payee bank,
-        link-error counts, segment-day rates, reboots, batch uploads, bursts,
-        merchant return patterns, clearing ratios and boolean flags.
+        The incident rows of ``reconciled`` (its columns and dtypes, in its
+        order) plus terminal attributes, payee bank, link-error counts,
+        segment-day rates, reboots, batch uploads, bursts, merchant return
+        patterns, dark runs and boolean flags.
+
+    Examples
+    --------
+    >>> from analysis.io import Dataset
+    >>> ds = Dataset(
+    ...     merchants=pd.DataFrame({"merchant_id": ["M1"]}),
+    ...     terminals=pd.DataFrame({"terminal_id": ["K1"], "merchant_id": ["M1"]}),
+    ...     transactions=pd.DataFrame({
+    ...         "txn_id": ["A", "B"], "terminal_id": ["K1"] * 2, "merchant_id": ["M1"] * 2,
+    ...         "timestamp": pd.to_datetime(["2026-03-10 10:00", "2026-03-10 10:05"]
+    ...                                     ).tz_localize("Asia/Shanghai"),
+    ...         "txn_type": ["purchase"] * 2, "amount": [88.0, 9.0],
+    ...         "response_code": ["A0", "30"], "reversal": ["none"] * 2}))
+    >>> rec = reconcile(ds.transactions, as_of="2026-03-20")
+    >>> incident_features(ds, rec)[["txn_id", "term_a0"]].values.tolist()
+    [['A', 2], ['B', 2]]
     """
-    th = thresholds or Thresholds()
-    window_s = int(window_minutes * 60)
-    inc = _incidents(reconciled)
-    txn_cols = ["payee_bank"]
-    inc = inc.join(_lookup(dataset.transactions, "txn_id", inc["txn_id"], txn_cols))
-    inc = inc.join(
-        _lookup(
-            dataset.terminals,
-            "terminal_id",
-            inc["terminal_id"],
-            ["network_segment", "firmware", "model"],
+    with DuckDBEngine() as engine:
+        register_dataset(engine, dataset, calendar_for(reconciled["business_date"]))
+        engine.register_frame("reconciled", reconciled_for_engine(reconciled, dataset.transactions))
+        f = incident_features_on(
+            engine,
+            window_minutes=window_minutes,
+            thresholds=thresholds,
+            has_events=dataset.terminal_events is not None,
+            has_settlements=dataset.settlements is not None,
         )
-    )
-    inc["t"] = epoch_seconds(inc["timestamp"])
-    has_events = dataset.terminal_events is not None
-    events = _event_features(
-        inc,
-        dataset.terminal_events if has_events else _no_events(),
-        dataset,
-        reconciled,
-        window_s,
-        th,
-    )
-    inc = pd.concat(
-        [
-            inc,
-            events,
-            _response_features(inc, dataset, reconciled, window_s),
-            _settlement_features(inc, reconciled, th),
-        ],
-        axis=1,
-    )
-    inc["has_events"] = has_events
-    inc["eff_reason"] = _effective_reversal_reason(inc)
-    return _flags(inc, th, window_s)
+    return _with_dtypes_of(f, reconciled)
+
+
+def _with_dtypes_of(f: pd.DataFrame, reconciled: pd.DataFrame) -> pd.DataFrame:
+    """``f`` with the dtypes (date units, string storage) of the pandas ``reconciled`` frame."""
+    dtypes = {c: reconciled[c].dtype for c in reconciled.columns if c in f.columns}
+    dtypes.update({c: reconciled[src].dtype for c, src in FEATURE_DAYS.items()})
+    return f.astype(dtypes)
 
 
 # --------------------------------------------------------------------------------------
@@ -1513,8 +941,100 @@ def classify(
             calendar=calendar,
         )
     f = incident_features(dataset, reconciled, window_minutes=window_minutes, thresholds=th)
+    return _decide(
+        f,
+        as_of=as_of,
+        window_minutes=window_minutes,
+        thresholds=th,
+        rules=rules,
+        has_events=dataset.terminal_events is not None,
+        has_settlements=dataset.settlements is not None,
+    )
+
+
+def classify_on(
+    engine: Engine,
+    *,
+    as_of,
+    window_minutes: float = 10,
+    thresholds: Thresholds | None = None,
+    rules: tuple[Rule, ...] = RULES,
+) -> pd.DataFrame:
+    """:func:`classify` for data that lives in an engine.
+
+    Parameters
+    ----------
+    engine : Engine
+        Holds the engine table ``reconciled`` (made by reconciliation as of
+        ``as_of``) and the canonical views of the dataset
+        (:func:`analysis.engine.tables.register_dataset` or
+        :func:`~analysis.engine.tables.register_parquet_tables`);
+        ``terminal_events`` and ``settlements`` where the dataset has them.
+    as_of : time-like
+        The moment the ``reconciled`` table was made for (naive means Asia/Shanghai).
+    window_minutes, thresholds, rules
+        As for :func:`classify`.
+
+    Returns
+    -------
+    DataFrame
+        As :func:`classify` (dates with the engine's units), the incidents in
+        the order of ``reconciled._row`` where that column exists, else by
+        time and ``txn_id``.
+
+    Examples
+    --------
+    >>> from analysis.io import Dataset
+    >>> from analysis.workdays import china_calendar
+    >>> ds = Dataset(
+    ...     merchants=pd.DataFrame({"merchant_id": ["M1"]}),
+    ...     terminals=pd.DataFrame({"terminal_id": ["K1"], "merchant_id": ["M1"]}),
+    ...     transactions=pd.DataFrame({
+    ...         "txn_id": ["A"], "terminal_id": ["K1"], "merchant_id": ["M1"],
+    ...         "timestamp": pd.to_datetime(["2026-03-10 10:00"]).tz_localize("Asia/Shanghai"),
+    ...         "txn_type": ["purchase"], "amount": [88.0], "response_code": ["51"],
+    ...         "reversal": ["none"]}))
+    >>> rec = reconcile(ds.transactions, as_of="2026-03-20")
+    >>> with DuckDBEngine() as eng:
+    ...     _ = register_dataset(eng, ds, china_calendar(2026))
+    ...     eng.register_frame("reconciled", reconciled_for_engine(rec, ds.transactions))
+    ...     out = classify_on(eng, as_of="2026-03-20")
+    >>> out["cause"].tolist()
+    ['INSUFFICIENT_FUNDS']
+    """
+    th = thresholds or Thresholds()
+    has_events, has_settlements = engine.has("terminal_events"), engine.has("settlements")
+    f = incident_features_on(
+        engine,
+        window_minutes=window_minutes,
+        thresholds=th,
+        has_events=has_events,
+        has_settlements=has_settlements,
+    )
+    return _decide(
+        f,
+        as_of=to_local_time(as_of),
+        window_minutes=window_minutes,
+        thresholds=th,
+        rules=rules,
+        has_events=has_events,
+        has_settlements=has_settlements,
+    )
+
+
+def _decide(
+    f: pd.DataFrame,
+    *,
+    as_of: pd.Timestamp,
+    window_minutes: float,
+    thresholds: Thresholds,
+    rules: tuple[Rule, ...],
+    has_events: bool,
+    has_settlements: bool,
+) -> pd.DataFrame:
+    """Apply the rules to the incident features and format evidence and next steps."""
     rule_idx, confidence = _assign_rules(f, rules)
-    f = _display_columns(f, as_of, window_minutes, th)
+    f = _display_columns(f, as_of, window_minutes, thresholds)
     causes, evidence, steps = [], [], []
     for row, i in zip(_Rows(f), rule_idx, strict=True):
         rule = rules[i]
@@ -1533,11 +1053,7 @@ def classify(
     f["cause_en"] = f["cause"].map({k: c.en for k, c in CAUSES.items()}).astype("str")
     f["rule"] = pd.Series([rules[i].name for i in rule_idx], index=f.index, dtype="str")
     out = f[list(OUTPUT_COLUMNS)].reset_index(drop=True)
-    out.attrs.update(
-        as_of=as_of,
-        terminal_events=dataset.terminal_events is not None,
-        settlements=dataset.settlements is not None,
-    )
+    out.attrs.update(as_of=as_of, terminal_events=has_events, settlements=has_settlements)
     return out
 
 
@@ -1550,15 +1066,6 @@ __all__ = [
     "Thresholds",
     "cause_table",
     "classify",
-    "dark_runs",
-    "count_near",
-    "daily_event_counts",
-    "distinct_near",
-    "epoch_seconds",
-    "firmware_reboots",
+    "classify_on",
     "incident_features",
-    "over_days",
-    "response_counts",
-    "return_patterns",
-    "segment_day_rates",
 ]

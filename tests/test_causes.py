@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 from builders import make_dataset
 
-from analysis.causes import (
-    DECLINE_CAUSES,
-    RULES,
-    cause_table,
-    classify,
-    count_near,
-    daily_event_counts,
-    distinct_near,
-    segment_day_rates,
-)
+from analysis.causes import DECLINE_CAUSES, RULES, cause_table, classify, classify_on
 from analysis.contract import CAUSES, INCIDENT_OUTCOMES
-from analysis.reconcile import reconcile
+from analysis.engine import DuckDBEngine
+from analysis.engine.tables import register_dataset
+from analysis.reconcile import calendar_for, reconcile, reconcile_on
 
 AS_OF = "2026-03-20 12:00"
 
@@ -667,41 +659,16 @@ def test_every_rule_cause_is_in_the_taxonomy():
     assert set(DECLINE_CAUSES.values()) <= set(CAUSES)
 
 
-# --- evidence helpers --------------------------------------------------------------------
-
-
-def test_count_near_is_per_key_and_inclusive():
-    q = count_near(
-        pd.Series(["a", "a", "b", None]),
-        np.array([100, 1000, 100, 100]),
-        pd.Series(["a", "a", "b", "a"]),
-        np.array([40, 160, 161, 100]),
-        60,
-    )
-    assert q.tolist() == [3, 0, 0, 0]
-
-
-def test_distinct_near_counts_labels_once():
-    out = distinct_near(
-        np.array([0, 1000]), np.array([-5, 5, 10, 990]), pd.Series(["x", "x", "y", "z"]), 30
-    )
-    assert out.tolist() == [2, 1]
-
-
-def test_segment_usual_is_the_median_day_with_zero_days():
-    ev = pd.DataFrame(
-        {
-            "network_segment": ["S"] * 6,
-            "event": ["timeout"] * 6,
-            "day": pd.to_datetime(
-                ["2026-03-01", "2026-03-02", "2026-03-05", "2026-03-05", "2026-03-05", "2026-03-05"]
-            ),
-        }
-    )
-    daily = daily_event_counts(ev, "network_segment")
-    span = pd.date_range("2026-03-01", "2026-03-05")
-    rates = segment_day_rates(daily, span)
-    assert rates.loc[("S", pd.Timestamp("2026-03-05")), "usual"] == 1.0  # days 1, 1, 0, 0, 4
-    assert rates.loc[("S", pd.Timestamp("2026-03-05")), "ratio"] == 2.5
-    lower = segment_day_rates(daily, span, quantile=0.25)  # a long fault does not become "usual"
-    assert lower.loc[("S", pd.Timestamp("2026-03-05")), "usual"] == 0.0
+@pytest.mark.parametrize("drop", [None, "terminal_events", "settlements"])
+def test_classify_on_an_engine_equals_classify(drop):
+    ds = never_clears_dataset()
+    if drop:
+        ds = type(ds)(**{**ds.__dict__, drop: None})
+    with DuckDBEngine() as eng:
+        register_dataset(eng, ds, calendar_for(ds.transactions["timestamp"]))
+        reconcile_on(eng, as_of=AS_OF, carry=("_row",))
+        out = classify_on(eng, as_of=AS_OF)
+    expected = classify(ds, as_of=AS_OF)
+    assert len(out) == len(expected) > 0
+    pd.testing.assert_frame_equal(out, expected, check_dtype=False)
+    assert out.attrs == expected.attrs
