@@ -25,6 +25,7 @@ True
 """
 
 from .casestudy import CASE_STUDY_SEED, case_study_config, simulate_case_study
+from .chunked import write_city_chunks
 from .engine import SimulatedCity, simulate_city, write_city
 from .specs import (
     BankOutage,
@@ -54,4 +55,5 @@ __all__ = [
     "simulate_case_study",
     "simulate_city",
     "write_city",
+    "write_city_chunks",
 ]
