@@ -19,8 +19,10 @@ Method
    and ``PROCESSING_DELAY`` (money still inside its cycle, not a failure) are
    left out: their rates follow the cardholders, not the infrastructure, and
    would only add noise. The transactions are aggregated once into *cells*
-   (terminal x day x payee bank) with attempts and cases per cause; everything
-   below works on these small aggregates. Expected counts are indirectly
+   (terminal x day x payee bank) with attempts and cases per cause, by one SQL
+   step where the transactions live (:func:`fault_cells_on`: DuckDB, Spark, or
+   an in-memory DuckDB for pandas frames); everything below works on these
+   small aggregates in pandas. Expected counts are indirectly
    standardized by transaction type (a transfer can fail in ways a purchase
    cannot): attempts times the case rate of their type.
 2. **Detection.** Three detectors share ``alpha`` (Bonferroni: each runs at
@@ -170,18 +172,26 @@ import numpy as np
 import pandas as pd
 from scipy.stats import poisson
 
+from .aggregates import frames_engine, sql_string, sql_strings
 from .clusters import INFRA_ATTRIBUTES, MerchantClusters, cluster_merchants
 from .contract import CAUSES, SHARED_FAULT_FIELDS
+from .engine.base import Engine
+from .engine.tables import dates_from_days
 from .localize import Localization, expected_from_baseline, localize
-from .reconcile import default_as_of, to_local_time
+from .reconcile import as_of_day, default_as_of, to_local_time
 from .scan import ScanCluster, ScanResult, SpaceTimeResult, llr_bernoulli, space_time_scan, spatial_scan
 
 __all__ = [
+    "CELL_COUNTS",
     "FAULT_CAUSES",
+    "FAULT_INCIDENTS",
     "LOCALIZATION_DIMS",
     "RISKLOC_DIMS",
     "SharedFault",
+    "fault_cells_on",
+    "fault_cells_sql",
     "find_shared_faults",
+    "find_shared_faults_on",
     "shared_faults_to_json",
 ]
 
@@ -452,94 +462,106 @@ def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
         )
 
 
-@dataclass(frozen=True)
-class _Attempts:
-    """Purchase and transfer attempts as integer codes (no string columns: they are slow to copy)."""
-
-    merchant: np.ndarray  # position in the merchant table
-    terminal: np.ndarray  # position in the terminal table
-    day: np.ndarray  # days since ``day0``
-    day0: pd.Timestamp
-    n_days: int
-    transfer: np.ndarray  # bool
-    bank: np.ndarray  # position in ``banks`` (purchases: NOT_A_TRANSFER)
-    banks: pd.Index
-    cause: np.ndarray  # position in FAULT_CAUSES, -1 for no incident of a fault cause
-    open: np.ndarray  # bool: its credit deadline has not passed at ``as_of`` (the outcome may change)
+#: Engine table of each attempt's fault cause (``txn_id, cause``) that :func:`fault_cells_on` registers.
+FAULT_INCIDENTS = "fault_incidents"
+#: Count columns of a cell as :func:`fault_cells_on` returns it.
+CELL_COUNTS = ("attempts", "still_open", *FAULT_CAUSES)
 
 
-def _take(values: np.ndarray, positions: np.ndarray, fill: int = -1) -> np.ndarray:
-    """``values[positions]`` as integers, ``fill`` where a position is -1 (also when ``values`` is empty)."""
-    out = np.full(len(positions), fill, dtype=np.int64)
-    found = positions >= 0
-    out[found] = np.asarray(values)[positions[found]]
-    return out
+def fault_cells_sql(as_of_day: int) -> str:
+    """The cells step: per terminal x day x payee bank x merchant, attempts, still-open attempts and
+    cases per fault cause.
+
+    Over the engine tables ``reconciled`` and :data:`FAULT_INCIDENTS`. The
+    payee bank of a purchase is :data:`NOT_A_TRANSFER`, of a transfer without
+    one :data:`MISSING`; an attempt is *still open* when its credit deadline is
+    on or after the day of ``as_of`` (its outcome may still change).
+
+    Examples
+    --------
+    >>> "LEFT JOIN fault_incidents" in fault_cells_sql(20540)
+    True
+    """
+    causes = ",\n       ".join(f"CAST(SUM(CASE WHEN cause = {sql_string(c)} THEN 1 ELSE 0 END) AS BIGINT) AS {c}"
+                                for c in FAULT_CAUSES)
+    return f"""
+WITH attempt AS (
+    SELECT r.terminal_id, r.merchant_id, r.day, r.txn_type = 'transfer' AS transfer,
+           CASE WHEN r.txn_type = 'transfer' THEN COALESCE(r.payee_bank, {sql_string(MISSING)})
+                ELSE {sql_string(NOT_A_TRANSFER)} END AS payee_bank,
+           COALESCE(r.deadline_day >= {int(as_of_day)}, FALSE) AS still_open, i.cause
+    FROM reconciled r LEFT JOIN {FAULT_INCIDENTS} i ON i.txn_id = r.txn_id
+    WHERE r.txn_type IN {sql_strings(ATTEMPT_TYPES)}
+)
+SELECT terminal_id, merchant_id, day, transfer, payee_bank,
+       CAST(COUNT(*) AS BIGINT) AS attempts,
+       CAST(SUM(CASE WHEN still_open THEN 1 ELSE 0 END) AS BIGINT) AS still_open,
+       {causes}
+FROM attempt GROUP BY terminal_id, merchant_id, day, transfer, payee_bank"""
 
 
-def _codes(values: pd.Series, categories: pd.Index) -> np.ndarray:
-    """Position of each value in ``categories`` (-1 where absent or missing), factorizing first for speed."""
-    codes, uniques = pd.factorize(values)
-    return _take(pd.Index(categories).get_indexer(pd.Index(uniques).astype(str)), codes)
-
-
-def _bank_codes(dataset, txn: pd.Index, transfer: np.ndarray) -> tuple[np.ndarray, pd.Index]:
-    """Payee bank of each attempt as a position in the sorted bank names (purchases: ``(purchase)``)."""
-    tx = dataset.transactions
-    known = tx.loc[tx["txn_type"] == "transfer"]
-    names = known[BANK_DIM] if BANK_DIM in known.columns else pd.Series(pd.NA, known.index, dtype="string")
-    codes, uniques = pd.factorize(names)
-    banks = pd.Index(sorted({NOT_A_TRANSFER, MISSING, *map(str, uniques)}))
-    lookup = banks.get_indexer(pd.Index(uniques).astype(str))
-    found = _take(codes, pd.Index(known["txn_id"]).get_indexer(txn[transfer]))
-    out = np.full(len(txn), banks.get_loc(NOT_A_TRANSFER), dtype=np.int64)
-    out[transfer] = _take(lookup, found, fill=banks.get_loc(MISSING))
-    return out, banks
-
-
-def _attempts(dataset, reconciled: pd.DataFrame, incidents: pd.DataFrame, merchants: pd.DataFrame,
-              terminals: pd.DataFrame, as_of: pd.Timestamp) -> _Attempts:
-    """The purchase and transfer attempts of ``reconciled`` with their fault cause, as codes."""
-    _require(reconciled, ("txn_id", "merchant_id", "terminal_id", "txn_type", "business_date"), "reconciled")
-    _require(incidents, ("txn_id", "cause"), "incidents")
-    rec = reconciled.loc[reconciled["txn_type"].isin(ATTEMPT_TYPES)]
-    txn = pd.Index(rec["txn_id"])
+def _fault_incidents(incidents: pd.DataFrame) -> pd.DataFrame:
+    """Each transaction's fault cause: its first ``incidents`` row with one of :data:`FAULT_CAUSES`."""
     faulty = incidents.loc[incidents["cause"].isin(FAULT_CAUSES), ["txn_id", "cause"]].drop_duplicates("txn_id")
-    at = pd.Index(faulty["txn_id"]).get_indexer(txn)
-    cause_codes = pd.Categorical(faulty["cause"].astype(object), categories=FAULT_CAUSES).codes
-    transfer = rec["txn_type"].eq("transfer").to_numpy(dtype=bool, na_value=False)
-    bank, banks = _bank_codes(dataset, txn, transfer)
-    dates = pd.to_datetime(rec["business_date"])
-    day0 = dates.min()
-    merchant = _codes(rec["merchant_id"], pd.Index(merchants["merchant_id"]))
-    terminal = _codes(rec["terminal_id"], pd.Index(terminals["terminal_id"]))
-    unknown = (merchant < 0) | (terminal < 0)
-    if unknown.any():
-        raise ValueError(
-            f"find_shared_faults: {int(unknown.sum())} transactions name a merchant missing from the merchants "
-            f"table or no terminal (e.g. txn_id {rec['txn_id'].iloc[int(np.argmax(unknown))]}); load the dataset "
-            "with analysis.io.load_dataset, which rejects such rows"
-        )
-    return _Attempts(
-        merchant=merchant,
-        terminal=terminal,
-        day=((dates - day0).dt.days).to_numpy(np.int64), day0=day0, n_days=int((dates.max() - day0).days) + 1,
-        transfer=transfer, bank=bank, banks=banks, cause=_take(cause_codes, at),
-        open=_still_open(rec, as_of),
+    return pd.DataFrame({c: faulty[c].astype("str").reset_index(drop=True) for c in ("txn_id", "cause")})
+
+
+def fault_cells_on(engine: Engine, incidents: pd.DataFrame, *, as_of) -> pd.DataFrame:
+    """The purchase and transfer attempts of the data in an engine, aggregated into cells.
+
+    Parameters
+    ----------
+    engine : Engine
+        With the table ``reconciled``.
+    incidents : DataFrame
+        ``txn_id, cause`` (:func:`analysis.causes.classify`'s result); its
+        fault-cause rows are registered in the engine as :data:`FAULT_INCIDENTS`.
+    as_of : time-like
+        The moment of analysis (decides ``still_open``).
+
+    Returns
+    -------
+    DataFrame
+        One row per cell: ``terminal_id, merchant_id, day`` (day number),
+        ``transfer``, ``payee_bank`` and the counts :data:`CELL_COUNTS`; in no
+        particular order.
+
+    Examples
+    --------
+    >>> from analysis.aggregates import frames_engine
+    >>> rec = pd.DataFrame({"txn_id": ["A", "B"], "merchant_id": ["M1"] * 2, "terminal_id": ["K1"] * 2,
+    ...     "business_date": pd.to_datetime(["2026-03-10"] * 2), "txn_type": ["purchase"] * 2})
+    >>> inc = pd.DataFrame({"txn_id": ["B"], "cause": ["NETWORK_COMMUNICATION"]})
+    >>> with frames_engine(reconciled=rec) as eng:
+    ...     cells = fault_cells_on(eng, inc, as_of="2026-03-30")
+    >>> print(cells[["terminal_id", "payee_bank", "attempts", "NETWORK_COMMUNICATION"]].to_string(index=False))
+    terminal_id payee_bank  attempts  NETWORK_COMMUNICATION
+             K1 (purchase)         2                      1
+    """
+    _require(incidents, ("txn_id", "cause"), "incidents")
+    engine.register_frame(FAULT_INCIDENTS, _fault_incidents(incidents))
+    return engine.fetch(fault_cells_sql(as_of_day(as_of)))
+
+
+def _check_known(engine: Engine, cells: pd.DataFrame, merchants: pd.DataFrame) -> None:
+    """Refuse attempts of a merchant missing from the merchants table or without a terminal."""
+    unknown = ~cells["merchant_id"].isin(merchants["merchant_id"]) | cells["terminal_id"].isna()
+    if not unknown.any():
+        return
+    names = cells.loc[unknown, "merchant_id"].dropna().unique()
+    where = "merchant_id IS NULL OR terminal_id IS NULL" + (f" OR merchant_id IN {sql_strings(names)}" if len(names)
+                                                            else "")
+    example = engine.scalar(f"SELECT MIN(txn_id) FROM reconciled WHERE txn_type IN {sql_strings(ATTEMPT_TYPES)} "
+                            f"AND ({where})")
+    raise ValueError(
+        f"find_shared_faults: {int(cells.loc[unknown, 'attempts'].sum())} transactions name a merchant missing "
+        f"from the merchants table or no terminal (e.g. txn_id {example}); load the dataset with "
+        "analysis.io.load_dataset, which rejects such rows"
     )
 
 
-def _still_open(rec: pd.DataFrame, as_of: pd.Timestamp) -> np.ndarray:
-    """Attempts whose credit deadline is not past at ``as_of`` (``deadline``, else ``in_cycle``)."""
-    if "deadline" in rec.columns:
-        today = to_local_time(as_of).tz_localize(None).normalize()
-        return (pd.to_datetime(rec["deadline"]) >= today).to_numpy(dtype=bool, na_value=False)
-    if "outcome" in rec.columns:
-        return rec["outcome"].eq("in_cycle").to_numpy(dtype=bool, na_value=False)
-    return np.zeros(len(rec), bool)
-
-
-def _merchant_table(dataset, clusters: MerchantClusters) -> pd.DataFrame:
-    m = dataset.merchants.copy()
+def _merchant_table(merchants: pd.DataFrame, clusters: MerchantClusters) -> pd.DataFrame:
+    m = merchants.copy()
     m["merchant_id"] = m["merchant_id"].astype(str)
     m = m.merge(clusters.assignments[["merchant_id", "cluster_id"]].astype({"merchant_id": str}),
                 on="merchant_id", how="left")
@@ -548,49 +570,51 @@ def _merchant_table(dataset, clusters: MerchantClusters) -> pd.DataFrame:
     return m.sort_values("merchant_id").reset_index(drop=True)
 
 
-def _terminal_table(dataset, reconciled: pd.DataFrame) -> pd.DataFrame:
-    """Terminals (plus any seen only in transactions) with their infrastructure attributes."""
-    t = dataset.terminals.copy()
+def _terminal_table(terminals: pd.DataFrame, seen: pd.Series) -> pd.DataFrame:
+    """Terminals (plus any ``seen`` only in transactions) with their infrastructure attributes."""
+    t = terminals.copy()
     t["terminal_id"] = t["terminal_id"].astype(str)
-    seen = pd.Index(pd.unique(reconciled["terminal_id"])).astype(str).difference(t["terminal_id"])
-    t = pd.concat([t, pd.DataFrame({"terminal_id": seen})], ignore_index=True)
+    extra = pd.Index(pd.unique(seen)).astype(str).difference(t["terminal_id"])
+    t = pd.concat([t, pd.DataFrame({"terminal_id": extra})], ignore_index=True)
     for a in INFRA_ATTRIBUTES:
         t[a] = t[a].astype("string").fillna(MISSING).astype(str) if a in t.columns else MISSING
     return t.sort_values("terminal_id").reset_index(drop=True)
 
 
-def _build_data(dataset, reconciled, incidents, clusters: MerchantClusters, as_of: pd.Timestamp) -> _Data:
-    """Aggregate the transactions once into cells (the only transaction-level step)."""
-    merchants = _merchant_table(dataset, clusters)
-    terminals = _terminal_table(dataset, reconciled)
-    a = _attempts(dataset, reconciled, incidents, merchants, terminals, as_of)
-    key = ((a.terminal * a.n_days + a.day) * len(a.banks) + a.bank) * len(merchants) + a.merchant
-    uniq, inv = np.unique(key, return_inverse=True)
-    first = np.zeros(len(uniq), np.int64)
-    first[inv] = np.arange(len(key))
-    cells = pd.DataFrame({
-        "terminal": a.terminal[first], "merchant": a.merchant[first], "day": a.day[first],
-        "transfer": a.transfer[first], "attempts": np.bincount(inv, minlength=len(uniq)),
-    })
-    for k, c in enumerate(FAULT_CAUSES):
-        cells[c] = np.bincount(inv[a.cause == k], minlength=len(uniq))
+def _build_data(raw: pd.DataFrame, merchants: pd.DataFrame, terminals: pd.DataFrame, as_of: pd.Timestamp) -> _Data:
+    """:func:`fault_cells_on`'s cells as codes into the merchant, terminal and bank tables, in key order."""
+    merchant = pd.Index(merchants["merchant_id"]).get_indexer(raw["merchant_id"].astype(str))
+    terminal = pd.Index(terminals["terminal_id"]).get_indexer(raw["terminal_id"].astype(str))
+    banks = pd.Index(sorted({NOT_A_TRANSFER, MISSING, *raw[BANK_DIM].astype(str)}))
+    bank = banks.get_indexer(raw[BANK_DIM].astype(str))
+    day0 = int(raw["day"].min())
+    day = raw["day"].to_numpy(np.int64) - day0
+    order = np.lexsort((merchant, bank, day, terminal))
+    cells = pd.DataFrame({"terminal": terminal[order].astype(np.int64), "merchant": merchant[order].astype(np.int64),
+                          "day": day[order], "transfer": raw["transfer"].to_numpy(bool)[order],
+                          "attempts": raw["attempts"].to_numpy(np.int64)[order]})
+    for c in FAULT_CAUSES:
+        cells[c] = raw[c].to_numpy(np.int64)[order]
     cells["cases"] = cells[list(FAULT_CAUSES)].sum(axis=1)
     for d in INFRA_ATTRIBUTES:
         cells[d] = _categorical(terminals[d], cells["terminal"])
     for d in MERCHANT_DIMS:
         cells[d] = _categorical(merchants[d], cells["merchant"])
-    cells[BANK_DIM] = pd.Categorical.from_codes(a.bank[first], categories=a.banks)
-    days = pd.date_range(a.day0, periods=a.n_days, freq="D")
+    cells[BANK_DIM] = pd.Categorical.from_codes(bank[order], categories=banks)
+    n_days = int(day.max()) + 1
+    first = pd.Timestamp(dates_from_days(pd.Series([day0])).iloc[0]).as_unit("us")
+    days = pd.date_range(first, periods=n_days, freq="D")
     complete = (to_local_time(as_of) + pd.Timedelta(seconds=1)).tz_localize(None).floor("D") - pd.Timedelta(days=1)
-    last_complete = int(min(a.n_days - 1, (complete - a.day0).days))
+    last_complete = int(min(n_days - 1, (complete - first).days))
     return _Data(cells=cells, merchants=merchants, days=days, last_complete=last_complete,
-                 last_settled=_last_settled(a))
+                 last_settled=_last_settled(day, raw["still_open"].to_numpy(np.int64),
+                                            raw["attempts"].to_numpy(np.int64), n_days))
 
 
-def _last_settled(a: _Attempts) -> int:
+def _last_settled(day: np.ndarray, still_open: np.ndarray, attempts: np.ndarray, n_days: int) -> int:
     """Last day before the trailing days whose outcomes are still open (see :data:`UNSETTLED_SHARE`)."""
-    share = (np.bincount(a.day, weights=a.open, minlength=a.n_days)
-             / np.maximum(np.bincount(a.day, minlength=a.n_days), 1))
+    share = (np.bincount(day, weights=still_open, minlength=n_days)
+             / np.maximum(np.bincount(day, weights=attempts, minlength=n_days), 1))
     settled = np.flatnonzero(share <= UNSETTLED_SHARE)
     return int(settled[-1]) if len(settled) else -1
 
@@ -1355,6 +1379,57 @@ def find_shared_faults(
     >>> [f.cause for f in find_shared_faults(ds, rec, classify(ds, rec))]       # doctest: +SKIP
     ['NETWORK_COMMUNICATION']
     """
+    _require(reconciled, ("txn_id", "merchant_id", "terminal_id", "txn_type", "business_date"), "reconciled")
+    moment = as_of if as_of is not None else (default_as_of(dataset) or reconciled["timestamp"].max())
+    with frames_engine(reconciled=reconciled, transactions=dataset.transactions) as engine:
+        return find_shared_faults_on(engine, dataset.merchants, dataset.terminals, incidents, as_of=moment,
+                                     clusters=clusters, alpha=alpha, n_replicas=n_replicas, seed=seed,
+                                     min_merchants=min_merchants, progress=progress)
+
+
+def find_shared_faults_on(
+    engine: Engine,
+    merchants: pd.DataFrame,
+    terminals: pd.DataFrame,
+    incidents: pd.DataFrame,
+    *,
+    as_of,
+    clusters: MerchantClusters | None = None,
+    alpha: float = 0.05,
+    n_replicas: int = 999,
+    seed: int = 0,
+    min_merchants: int = 3,
+    progress: bool = False,
+) -> list[SharedFault]:
+    """:func:`find_shared_faults` of the data in an engine.
+
+    The transactions are aggregated where they live (:func:`fault_cells_on`
+    over the engine's ``reconciled``); only the cells come back.
+
+    Parameters
+    ----------
+    engine : Engine
+        With the table ``reconciled`` (one row per transaction, ``payee_bank`` included).
+    merchants, terminals : DataFrame
+        The contract's ``merchants`` and ``terminals`` tables (small: one row per shop or terminal).
+    incidents : DataFrame
+        ``txn_id, cause`` of the incidents (:func:`analysis.causes.classify`).
+    as_of : time-like
+        The moment of analysis.
+    clusters, alpha, n_replicas, seed, min_merchants, progress
+        As :func:`find_shared_faults`.
+
+    Returns
+    -------
+    list of SharedFault
+
+    Examples
+    --------
+    >>> from analysis.aggregates import frames_engine                              # doctest: +SKIP
+    >>> with frames_engine(reconciled=rec, transactions=ds.transactions) as eng:   # doctest: +SKIP
+    ...     faults = find_shared_faults_on(eng, ds.merchants, ds.terminals, incidents,
+    ...                                    as_of="2026-04-30 18:00")               # doctest: +SKIP
+    """
     from tqdm.auto import tqdm
 
     if not 0 < alpha < 1:
@@ -1363,13 +1438,16 @@ def find_shared_faults(
         raise ValueError(f"min_merchants must be at least 1, got {min_merchants}")
     if n_replicas < 0:
         raise ValueError(f"n_replicas must be >= 0, got {n_replicas}")
-    rec = reconciled.loc[reconciled["txn_type"].isin(ATTEMPT_TYPES)] if "txn_type" in reconciled else reconciled
-    if not len(rec):
+    moment = to_local_time(as_of)
+    raw = fault_cells_on(engine, incidents, as_of=moment)
+    if not len(raw):
         return []
-    moment = to_local_time(as_of) if as_of is not None else (default_as_of(dataset) or rec["timestamp"].max())
-    clusters = clusters if clusters is not None else cluster_merchants(dataset.merchants, dataset.terminals)
+    clusters = clusters if clusters is not None else cluster_merchants(merchants, terminals)
+    merchant_table = _merchant_table(merchants, clusters)
+    _check_known(engine, raw, merchant_table)
     with tqdm(total=MAX_ROUNDS + 3, desc="shared faults", unit="step", disable=not progress) as bar:
-        data = replace(_build_data(dataset, rec, incidents, clusters, moment), min_merchants=int(min_merchants))
+        data = replace(_build_data(raw, merchant_table, _terminal_table(terminals, raw["terminal_id"]), moment),
+                       min_merchants=int(min_merchants))
         bar.update()
         found = _shared_verdicts(data, alpha, n_replicas, seed, bar)
         bar.update(bar.total - bar.n)

@@ -140,8 +140,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .aggregates import frames_engine
 from .contract import OUTPUTS, SCOPE_TYPES
-from .metrics import daily_panel
+from .engine.base import Engine
+from .metrics import daily_panel, daily_panel_on, moment_of
 from .reconcile import to_local_time
 
 # ---------------------------------------------------------------------------------
@@ -1568,18 +1570,68 @@ def evaluate_fixes(
     -------
     FixEvaluation
     """
+    moment = moment_of(reconciled, as_of)
+    with frames_engine(reconciled=reconciled, terminals=dataset.terminals, terminal_events=dataset.terminal_events,
+                       merchants=dataset.merchants) as engine:
+        return evaluate_fixes_on(engine, dataset.interventions, as_of=moment, exclude_merchants=exclude_merchants,
+                                 onsets=onsets, metrics=metrics, window_days=window_days, n_boot=n_boot, seed=seed,
+                                 min_days=min_days, detect=detect, **options)
+
+
+def evaluate_fixes_on(
+    engine: Engine,
+    interventions: pd.DataFrame | None,
+    *,
+    as_of,
+    exclude_merchants: Iterable[str] = (),
+    onsets: Mapping[str, object] | None = None,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    window_days: int | None = None,
+    n_boot: int = 999,
+    seed: int | None = 0,
+    min_days: int = 3,
+    detect: bool = True,
+    **options,
+) -> FixEvaluation:
+    """:func:`evaluate_fixes` of the data in an engine.
+
+    The terminal-level panel is built where the data lives
+    (:func:`analysis.metrics.daily_panel_on` over the engine's ``reconciled``,
+    ``terminals``, ``merchants`` and, when present, ``terminal_events``); the
+    evaluation runs on it in pandas.
+
+    Parameters
+    ----------
+    engine : Engine
+    interventions : DataFrame or None
+        The dataset's ``interventions`` table (None when it has none).
+    as_of : time-like
+        The moment of analysis.
+    exclude_merchants, onsets, metrics, window_days, n_boot, seed, min_days, detect, **options
+        As :func:`evaluate_fixes`.
+
+    Returns
+    -------
+    FixEvaluation
+
+    Examples
+    --------
+    >>> from analysis.aggregates import frames_engine                              # doctest: +SKIP
+    >>> with frames_engine(reconciled=rec, terminals=ds.terminals, merchants=ds.merchants,
+    ...                    terminal_events=ds.terminal_events) as eng:              # doctest: +SKIP
+    ...     ev = evaluate_fixes_on(eng, ds.interventions, as_of="2026-04-30 18:00")  # doctest: +SKIP
+    """
     notes = []
-    iv = dataset.interventions
+    iv = interventions
     if iv is None or not len(iv):
         notes.append("no interventions table: the effect of fixes cannot be evaluated"
                      if iv is None else "the interventions table is empty")
         return FixEvaluation((), tuple(notes))
-    if dataset.terminal_events is None:
+    if not engine.has("terminal_events"):
         notes.append("no terminal_events table: link errors per 100 attempts cannot be measured")
         metrics = [m for m in metrics if m != "link_errors_per_100"]
     metrics = ["unsettled_rate", *[m for m in metrics if m != "unsettled_rate"]]
-    panel = daily_panel(reconciled, dataset.terminals, dataset.terminal_events, as_of=as_of,
-                        level="terminal", merchants=dataset.merchants)
+    panel = daily_panel_on(engine, as_of=as_of, level="terminal", mcc=True)
     first, last = panel["business_date"].min(), panel["business_date"].max()
     all_periods = split_periods(iv, first_day=first, last_day=last, onsets=onsets,
                                 window_days=window_days, min_days=min_days)
@@ -1913,6 +1965,7 @@ __all__ = [
     "detect_onset",
     "evaluate_fix",
     "evaluate_fixes",
+    "evaluate_fixes_on",
     "exclusions_from_faults",
     "onsets_from_faults",
     "scope_mask",

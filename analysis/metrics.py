@@ -6,6 +6,12 @@ one row per merchant and business day. Everything above it (``fixes``,
 ``monitor``, dashboards) works on this small aggregate and never on
 transactions again; :func:`group_daily` sums it to any grouping.
 
+The panel is one SQL step (:func:`panel_sql`, DuckDB dialect, also run on Spark)
+over the engine tables ``reconciled``, ``terminals``, ``terminal_events`` and
+``merchants``: :func:`daily_panel_on` runs it where the data lives, and
+:func:`daily_panel` runs it on pandas frames through a fresh in-memory DuckDB
+engine (:func:`analysis.aggregates.frames_engine`).
+
 Definitions
 -----------
 attempts
@@ -68,9 +74,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .aggregates import frames_engine, sql_string, sql_strings
 from .contract import LINK_ERROR_EVENTS
-from .reconcile import to_local_time
-from .workdays import to_business_date
+from .engine.base import Engine
+from .engine.tables import dates_from_days
+from .reconcile import as_of_day, to_local_time
 
 #: Transaction types that count as attempts.
 ATTEMPT_TYPES = ("purchase", "transfer")
@@ -110,59 +118,213 @@ KEY = ("merchant_id", "business_date")
 TERMINAL_KEY = ("merchant_id", "terminal_id", "business_date")
 
 
-def _attempts(reconciled: pd.DataFrame) -> pd.DataFrame:
-    """The purchase and transfer rows of ``reconciled`` with 0/1 count columns."""
-    rows = reconciled.loc[reconciled["txn_type"].isin(ATTEMPT_TYPES)]
-    outcome = rows["outcome"]
-    counts = {"attempts": np.ones(len(rows), dtype=np.int64),
-              "approved": rows["approved"].to_numpy(dtype=bool).astype(np.int64),
-              "unsettled": outcome.isin(UNSETTLED_OUTCOMES).to_numpy().astype(np.int64),
-              "money_not_arrived": outcome.isin(NOT_ARRIVED_OUTCOMES).to_numpy().astype(np.int64)}
-    counts |= {o: outcome.eq(o).to_numpy().astype(np.int64) for o in COUNTED_OUTCOMES}
-    counts |= _link_failures(rows)
-    out = pd.DataFrame(counts, index=rows.index)
-    out["merchant_id"] = rows["merchant_id"].to_numpy()
-    out["business_date"] = rows["business_date"].to_numpy()
-    out["deadline"] = pd.to_datetime(rows["deadline"]).to_numpy()
-    out["credit_days"] = pd.to_numeric(rows["credit_business_days"]).astype("float64").to_numpy()
-    return out
+# --------------------------------------------------------------------------- the step SQL
 
 
-def _link_failures(rows: pd.DataFrame) -> dict[str, np.ndarray]:
-    """0/1 columns of link failures and reversals per attempt (see :data:`LINK_FAILURE_COLUMNS`)."""
-    code = rows["response_code"]
-    no_response = code.isna().to_numpy()
-    reversal = rows["reversal"].fillna("none")
-    reason = rows["reversal_reason"] if "reversal_reason" in rows else pd.Series(pd.NA, index=rows.index)
-    corrupted = (reason.eq("A0") | code.isin(CORRUPTED_CODES)).fillna(False).to_numpy(bool)
-    lost = no_response | (reason.eq("98") | code.isin(LATE_CODES)).fillna(False).to_numpy(bool)
-    unanswered = no_response & reversal.eq("none").to_numpy()
-    needs = reversal.isin(["sent", "failed"]).to_numpy() | unanswered
-    failed = reversal.eq("failed").to_numpy() | unanswered
-    out = {"link_corrupted": corrupted, "link_lost": lost & ~corrupted, "reversals": needs,
-           "reversals_failed": failed, "corrupted_reversals": corrupted & needs,
-           "lost_reversals": lost & ~corrupted & needs}
-    return {k: v.astype(np.int64) for k, v in out.items()}
+def _count(condition: str) -> str:
+    """SQL of the number of rows of a group where ``condition`` holds."""
+    return f"CAST(SUM(CASE WHEN {condition} THEN 1 ELSE 0 END) AS BIGINT)"
 
 
-def _link_errors(
-    terminal_events: pd.DataFrame | None, terminals: pd.DataFrame, by_terminal: bool = False
-) -> pd.Series:
-    """Link-error events per merchant (and terminal) and Shanghai calendar day."""
-    keys = list(TERMINAL_KEY if by_terminal else KEY)
-    empty = pd.Series([], dtype="int64", name="link_errors", index=pd.MultiIndex.from_arrays(
-        [[]] * (len(keys) - 1) + [pd.DatetimeIndex([])], names=keys))
-    if terminal_events is None or not len(terminal_events):
-        return empty
-    ev = terminal_events.loc[terminal_events["event"].isin(LINK_ERROR_EVENTS)]
-    owner = terminals.drop_duplicates("terminal_id").set_index("terminal_id")["merchant_id"]
-    frame = pd.DataFrame({"merchant_id": ev["terminal_id"].map(owner).to_numpy(),
-                          "terminal_id": ev["terminal_id"].to_numpy(),
-                          "business_date": to_business_date(ev["timestamp"]).to_numpy()})
-    frame = frame.dropna(subset=["merchant_id"])
-    if not len(frame):
-        return empty
-    return frame.groupby(keys).size().rename("link_errors").astype("int64")
+#: Per attempt: 0/1 conditions of the counted columns, over the ``attempt`` CTE of :func:`panel_sql`.
+_CONDITIONS = {
+    "approved": "approved",
+    "unsettled": f"outcome IN {sql_strings(UNSETTLED_OUTCOMES)}",
+    "money_not_arrived": f"outcome IN {sql_strings(NOT_ARRIVED_OUTCOMES)}",
+    **{o: f"outcome = {sql_string(o)}" for o in COUNTED_OUTCOMES},
+    "link_corrupted": "corrupted",
+    "link_lost": "lost AND NOT corrupted",
+    "reversals": "needs",
+    "reversals_failed": "failed",
+    "corrupted_reversals": "corrupted AND needs",
+    "lost_reversals": "lost AND NOT corrupted AND needs",
+}
+#: The link-failure flags of one attempt (see :data:`LINK_FAILURE_COLUMNS`); a missing
+#: reversal is ``none``, and no response with none sent needed a reversal that failed.
+_LINK_FLAGS = f"""
+    COALESCE(reversal_reason = 'A0', FALSE) OR COALESCE(response_code IN {sql_strings(CORRUPTED_CODES)}, FALSE)
+        AS corrupted,
+    response_code IS NULL OR COALESCE(reversal_reason = '98', FALSE)
+        OR COALESCE(response_code IN {sql_strings(LATE_CODES)}, FALSE) AS lost,
+    COALESCE(reversal, 'none') IN ('sent', 'failed') OR (response_code IS NULL AND COALESCE(reversal, 'none') = 'none')
+        AS needs,
+    COALESCE(reversal, 'none') = 'failed' OR (response_code IS NULL AND COALESCE(reversal, 'none') = 'none')
+        AS failed"""
+_ATTEMPTS = f"txn_type IN {sql_strings(ATTEMPT_TYPES)}"
+
+#: Each merchant's dominant terminal: most attempts, ties to the smallest terminal id.
+DOMINANT_SQL = f"""
+WITH volume AS (
+    SELECT terminal_id, COUNT(*) AS n FROM reconciled WHERE {_ATTEMPTS} GROUP BY terminal_id
+), ranked AS (
+    SELECT tm.merchant_id, tm.terminal_id, {", ".join(f"tm.{c}" for c in INFRA_COLUMNS)},
+           ROW_NUMBER() OVER (PARTITION BY tm.merchant_id ORDER BY COALESCE(v.n, 0) DESC, tm.terminal_id) AS rn
+    FROM terminals tm LEFT JOIN volume v ON v.terminal_id = tm.terminal_id
+)
+SELECT merchant_id, terminal_id, {", ".join(INFRA_COLUMNS)} FROM ranked WHERE rn = 1"""
+
+
+def _links_sql(level: str, link_errors: bool) -> str:
+    """Link-error events per merchant (and terminal) and Shanghai day: the ``links`` CTE of :func:`panel_sql`."""
+    if not link_errors:
+        keys = "merchant_id, terminal_id, day" if level == "terminal" else "merchant_id, day"
+        return f"SELECT {keys}, CAST(0 AS BIGINT) AS link_errors FROM counts WHERE FALSE"
+    keys = "tm.merchant_id, e.terminal_id, e.day" if level == "terminal" else "tm.merchant_id, e.day"
+    return f"""
+    SELECT {keys}, CAST(COUNT(*) AS BIGINT) AS link_errors
+    FROM terminal_events e JOIN terminals tm ON tm.terminal_id = e.terminal_id
+    WHERE e.event IN {sql_strings(LINK_ERROR_EVENTS)} AND e.day IS NOT NULL
+    GROUP BY {keys}"""
+
+
+def panel_sql(level: str, *, as_of_day: int, link_errors: bool, mcc: bool) -> str:
+    """The panel step: one row per merchant (or terminal) and business day, over the engine tables.
+
+    Parameters
+    ----------
+    level : {'merchant', 'terminal'}
+        The unit of a row.
+    as_of_day : int
+        Day number of the moment of analysis (decides ``mature``).
+    link_errors : bool
+        Count the ``terminal_events`` table's link errors (else 0).
+    mcc : bool
+        Add the merchant's ``mcc`` from ``merchants``.
+
+    Returns
+    -------
+    str
+        SQL (DuckDB dialect) over ``reconciled``, ``terminals`` and, as asked,
+        ``terminal_events`` and ``merchants``. Days are day numbers
+        (``business_date``, ``deadline``); :func:`daily_panel_on` makes them dates.
+
+    Examples
+    --------
+    >>> "MEDIAN(credit_business_days)" in panel_sql("merchant", as_of_day=20540, link_errors=False, mcc=False)
+    True
+    """
+    unit = "terminal_id" if level == "terminal" else "merchant_id"
+    keys = ["merchant_id", "terminal_id", "day"] if level == "terminal" else ["merchant_id", "day"]
+    group = ", ".join(keys)
+    counts = ",\n        ".join(f"{_count(cond)} AS {name}" for name, cond in _CONDITIONS.items())
+    infra = (f"SELECT terminal_id, {', '.join(INFRA_COLUMNS)} FROM terminals" if level == "terminal"
+             else DOMINANT_SQL)
+    key_cols = ", ".join(f"COALESCE(c.{k}, l.{k}) AS {k}" for k in keys[:-1])
+    zeros = ",\n       ".join(f"COALESCE(c.{c}, 0) AS {c}" for c in ["attempts", *_CONDITIONS])
+    return f"""
+WITH attempt AS (
+    SELECT merchant_id, terminal_id, day, outcome, approved, credit_business_days, deadline_day,{_LINK_FLAGS}
+    FROM reconciled
+    WHERE {_ATTEMPTS} AND merchant_id IS NOT NULL AND day IS NOT NULL
+          {"AND terminal_id IS NOT NULL" if level == "terminal" else ""}
+), counts AS (
+    SELECT {group},
+        CAST(COUNT(*) AS BIGINT) AS attempts,
+        {counts},
+        MEDIAN(credit_business_days) AS median_credit_days,
+        MAX(deadline_day) AS deadline_day
+    FROM attempt GROUP BY {group}
+), links AS ({_links_sql(level, link_errors)}
+), infra AS ({infra}
+)
+SELECT {key_cols}, COALESCE(c.day, l.day) AS business_date, {zeros},
+       c.median_credit_days, c.deadline_day AS deadline, COALESCE(l.link_errors, 0) AS link_errors,
+       COALESCE(c.deadline_day < {int(as_of_day)}, TRUE) AS mature,
+       {", ".join(f"i.{col}" for col in INFRA_COLUMNS)}{", m.mcc" if mcc else ""}
+FROM counts c
+FULL OUTER JOIN links l ON {" AND ".join(f"l.{k} = c.{k}" for k in keys)}
+LEFT JOIN infra i ON i.{unit} = COALESCE(c.{unit}, l.{unit})
+{"LEFT JOIN merchants m ON m.merchant_id = COALESCE(c.merchant_id, l.merchant_id)" if mcc else ""}"""
+
+
+def moment_of(reconciled: pd.DataFrame, as_of=None):
+    """The moment of analysis of a pandas panel: ``as_of``, else the one reconcile used
+    (``reconciled.attrs["as_of"]``), else the latest transaction.
+
+    Examples
+    --------
+    >>> moment_of(pd.DataFrame({"timestamp": pd.to_datetime(["2026-03-10 10:00"])}))
+    Timestamp('2026-03-10 10:00:00')
+    """
+    moment = as_of if as_of is not None else reconciled.attrs.get("as_of")
+    return moment if moment is not None else reconciled["timestamp"].max()
+
+
+def _check_level(level: str) -> None:
+    if level not in ("merchant", "terminal"):
+        raise ValueError(f"level must be 'merchant' or 'terminal', got {level!r}")
+
+
+def daily_panel_on(
+    engine: Engine,
+    *,
+    as_of,
+    level: str = "merchant",
+    mature_only: bool = False,
+    mcc: bool = False,
+) -> pd.DataFrame:
+    """:func:`daily_panel` of the data in an engine (tables ``reconciled``, ``terminals``,
+    ``terminal_events`` when present, ``merchants`` when ``mcc``).
+
+    Parameters
+    ----------
+    engine : Engine
+    as_of : time-like
+        The moment of analysis (decides ``mature``).
+    level : {'merchant', 'terminal'}
+    mature_only : bool
+        Drop the days that are not yet mature.
+    mcc : bool
+        Add the merchant's ``mcc`` (needs the ``merchants`` table).
+
+    Returns
+    -------
+    DataFrame
+        As :func:`daily_panel`; ``attrs["link_errors_known"]`` is True when the
+        engine has a ``terminal_events`` table.
+
+    Examples
+    --------
+    >>> from analysis.aggregates import frames_engine
+    >>> t = pd.to_datetime(["2026-03-10 10:00"]).tz_localize("Asia/Shanghai")
+    >>> rec = pd.DataFrame({"txn_id": ["A"], "merchant_id": ["M1"], "terminal_id": ["K1"], "timestamp": t,
+    ...     "business_date": pd.to_datetime(["2026-03-10"]), "txn_type": ["purchase"], "outcome": ["returned"],
+    ...     "approved": [True], "response_code": ["00"], "reversal": ["none"]})
+    >>> terms = pd.DataFrame({"terminal_id": ["K1"], "merchant_id": ["M1"], "network_segment": ["S1"]})
+    >>> with frames_engine(reconciled=rec, terminals=terms) as eng:
+    ...     p = daily_panel_on(eng, as_of="2026-03-30")
+    >>> print(p[["merchant_id", "attempts", "unsettled", "network_segment"]].to_string(index=False))
+    merchant_id  attempts  unsettled network_segment
+             M1         1          1              S1
+    """
+    _check_level(level)
+    link_errors = engine.has("terminal_events")
+    sql = panel_sql(level, as_of_day=as_of_day(as_of), link_errors=link_errors, mcc=mcc)
+    panel = engine.fetch(sql)
+    panel["business_date"] = dates_from_days(panel["business_date"]).astype("datetime64[us]")
+    panel["deadline"] = dates_from_days(panel["deadline"])
+    panel["mature"] = panel["mature"].astype(bool)
+    keys = list(TERMINAL_KEY if level == "terminal" else KEY)
+    panel = add_rates(panel.sort_values(keys, kind="stable").reset_index(drop=True))
+    if mature_only:
+        panel = panel.loc[panel["mature"]].reset_index(drop=True)
+    panel.attrs.update(as_of=to_local_time(as_of), link_errors_known=link_errors)
+    return panel
+
+
+def dominant_terminals_on(engine: Engine) -> pd.DataFrame:
+    """:func:`dominant_terminals` of the data in an engine (tables ``reconciled`` and ``terminals``).
+
+    Examples
+    --------
+    >>> from analysis.aggregates import frames_engine
+    >>> terms = pd.DataFrame({"terminal_id": ["K1", "K2"], "merchant_id": ["M1", "M1"]})
+    >>> with frames_engine(reconciled=pd.DataFrame({"terminal_id": ["K2"], "txn_type": ["purchase"]}),
+    ...                    terminals=terms) as eng:
+    ...     dominant_terminals_on(eng).loc["M1", "terminal_id"]
+    'K2'
+    """
+    return engine.fetch(DOMINANT_SQL).sort_values("merchant_id", kind="stable").set_index("merchant_id")
 
 
 def dominant_terminals(reconciled: pd.DataFrame, terminals: pd.DataFrame) -> pd.DataFrame:
@@ -171,7 +333,8 @@ def dominant_terminals(reconciled: pd.DataFrame, terminals: pd.DataFrame) -> pd.
     Returns
     -------
     DataFrame
-        Index ``merchant_id``; columns ``terminal_id`` and :data:`INFRA_COLUMNS`.
+        Index ``merchant_id``; columns ``terminal_id`` and those of
+        :data:`INFRA_COLUMNS` that ``terminals`` has.
 
     Examples
     --------
@@ -181,15 +344,9 @@ def dominant_terminals(reconciled: pd.DataFrame, terminals: pd.DataFrame) -> pd.
     >>> dominant_terminals(rec, terms).loc["M1", "network_segment"]
     'S2'
     """
-    use = reconciled.loc[reconciled["txn_type"].isin(ATTEMPT_TYPES), "terminal_id"]
-    volume = use.value_counts()
-    terms = terminals.drop_duplicates("terminal_id").copy()
-    terms["_n"] = terms["terminal_id"].map(volume).fillna(0).to_numpy()
-    terms = terms.sort_values(["merchant_id", "_n", "terminal_id"],
-                              ascending=[True, False, True], kind="stable")
-    first = terms.drop_duplicates("merchant_id").set_index("merchant_id")
-    cols = ["terminal_id", *[c for c in INFRA_COLUMNS if c in first.columns]]
-    return first[cols]
+    with frames_engine(reconciled=reconciled, terminals=terminals) as engine:
+        first = dominant_terminals_on(engine)
+    return first[["terminal_id", *[c for c in INFRA_COLUMNS if c in terminals.columns]]]
 
 
 def add_rates(counts: pd.DataFrame) -> pd.DataFrame:
@@ -261,43 +418,12 @@ def daily_panel(
     --------
     See the module docstring.
     """
-    if level not in ("merchant", "terminal"):
-        raise ValueError(f"level must be 'merchant' or 'terminal', got {level!r}")
-    by_terminal = level == "terminal"
-    keys = list(TERMINAL_KEY if by_terminal else KEY)
-    rows = _attempts(reconciled)
-    if by_terminal:
-        rows["terminal_id"] = reconciled.loc[rows.index, "terminal_id"].to_numpy()
-    grouped = rows.groupby(keys, sort=False)
-    counts = grouped[[c for c in COUNT_COLUMNS if c != "link_errors"]].sum()
-    counts["median_credit_days"] = grouped["credit_days"].median()
-    counts["deadline"] = grouped["deadline"].max()
-    links = _link_errors(terminal_events, terminals, by_terminal)
-    panel = counts.join(links, how="outer")
-    panel[list(COUNT_COLUMNS)] = panel[list(COUNT_COLUMNS)].fillna(0).astype("int64")
-    panel = panel.reset_index().sort_values(keys, kind="stable").reset_index(drop=True)
-
-    moment = as_of if as_of is not None else reconciled.attrs.get("as_of")
-    if moment is None:
-        moment = reconciled["timestamp"].max()
-    as_of_day = to_local_time(moment).tz_localize(None).normalize()
-    panel["mature"] = (panel["deadline"].isna() | (panel["deadline"] < as_of_day)).astype(bool)
-
-    if by_terminal:
-        infra, unit = terminals.drop_duplicates("terminal_id").set_index("terminal_id"), "terminal_id"
-    else:
-        infra, unit = dominant_terminals(reconciled, terminals), "merchant_id"
-    for col in INFRA_COLUMNS:
-        values = infra[col] if col in infra.columns else pd.Series(dtype="str")
-        panel[col] = panel[unit].map(values).astype("str")
-    if merchants is not None and "mcc" in merchants.columns:
-        mcc = merchants.drop_duplicates("merchant_id").set_index("merchant_id")["mcc"]
-        panel["mcc"] = panel["merchant_id"].map(mcc).astype("str")
-    panel = add_rates(panel)
-    if mature_only:
-        panel = panel.loc[panel["mature"]].reset_index(drop=True)
-    panel.attrs.update(as_of=to_local_time(moment), link_errors_known=terminal_events is not None)
-    return panel
+    _check_level(level)
+    moment = moment_of(reconciled, as_of)
+    mcc = merchants is not None and "mcc" in merchants.columns
+    with frames_engine(reconciled=reconciled, terminals=terminals, terminal_events=terminal_events,
+                       merchants=merchants if mcc else None) as engine:
+        return daily_panel_on(engine, as_of=moment, level=level, mature_only=mature_only, mcc=mcc)
 
 
 def group_daily(
@@ -337,6 +463,7 @@ def group_daily(
 __all__ = [
     "ATTEMPT_TYPES",
     "COUNT_COLUMNS",
+    "DOMINANT_SQL",
     "INFRA_COLUMNS",
     "LINK_FAILURE_COLUMNS",
     "NOT_ARRIVED_OUTCOMES",
@@ -344,6 +471,10 @@ __all__ = [
     "UNSETTLED_OUTCOMES",
     "add_rates",
     "daily_panel",
+    "daily_panel_on",
     "dominant_terminals",
+    "dominant_terminals_on",
     "group_daily",
+    "moment_of",
+    "panel_sql",
 ]

@@ -12,6 +12,9 @@ Matching
   from, and
   - when the reporter gave ``txn_time``: within ±``time_window_minutes`` of it;
   - otherwise: within ``lookback_days`` before ``opened_at``.
+
+  The candidates are one SQL step where the transactions live
+  (:func:`ticket_candidates_on`); only they come back to pandas for the rest.
 - **Likelihood** of each candidate, the product of three factors:
   - *amount*: the chance a reporter states this amount for this transaction,
     summed over the ways people state amounts (:data:`AMOUNT_MODES`: exact,
@@ -56,6 +59,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from .aggregates import epoch_seconds, frames_engine
+from .engine.base import Engine
 
 #: Complaint kind → the transaction type it is about.
 KIND_TXN_TYPE = {"unsettled": "purchase", "transfer_failed": "transfer"}
@@ -213,30 +219,103 @@ def propensity(pairs: pd.DataFrame) -> np.ndarray:
     return value.fillna(NOT_INCIDENT_PROPENSITY).to_numpy(dtype=float)
 
 
-def _roughly_fits(
-    pairs: pd.DataFrame, window_minutes: float, tolerance: float, lookback_days: float
-) -> np.ndarray:
-    """Cheap pre-filter of merged pairs: amount within 10 yuan (or the tolerance), time in range."""
-    diff = np.abs(
-        pairs["stated_amount"].to_numpy(dtype=float) - pairs["amount"].to_numpy(dtype=float)
-    )
-    age = pairs["opened_at"] - pairs["timestamp"]
-    gap = (pairs["timestamp"] - pairs["txn_time"]).abs()
-    in_time = np.where(
-        pairs["txn_time"].notna().to_numpy(),
-        (gap <= pd.Timedelta(minutes=window_minutes)).fillna(False).to_numpy(dtype=bool),
-        (age <= pd.Timedelta(days=lookback_days)).to_numpy(dtype=bool),
-    )
-    return (
-        (diff < max(10.0, tolerance + _CENT))
-        & (age >= pd.Timedelta(0)).to_numpy(dtype=bool)
-        & in_time
-    )
+#: Engine table of the complaints that :func:`ticket_candidates_on` registers.
+TICKET_CLAIMS = "ticket_claims"
 
 
-def candidate_pairs(
+def ticket_candidates_sql(*, time_window_minutes: float, amount_tolerance: float, lookback_days: float) -> str:
+    """The candidates step: transactions of a ticket's merchant and kind that roughly fit it.
+
+    Over the engine tables ``reconciled`` and :data:`TICKET_CLAIMS` (one row per
+    complaint: ``ticket_id, merchant_id, txn_type, stated_amount, opened_t,
+    txn_time_t`` in epoch seconds). A transaction fits roughly when its amount is
+    within 10 yuan of the stated one (or the tolerance, if larger), it was made
+    no later than the ticket was opened, and it lies within the time window of
+    the stated time or, with none stated, within ``lookback_days`` before the ticket.
+
+    Examples
+    --------
+    >>> "ABS(x.t - c.txn_time_t) <= 3600.0" in ticket_candidates_sql(
+    ...     time_window_minutes=60, amount_tolerance=0, lookback_days=14)
+    True
+    """
+    slack = max(10.0, amount_tolerance + _CENT)
+    return f"""
+SELECT c.ticket_id, x.txn_id, x.amount, x.timestamp, x.t, x.outcome, x.credited_at
+FROM {TICKET_CLAIMS} c
+JOIN reconciled x ON x.merchant_id = c.merchant_id AND x.txn_type = c.txn_type
+WHERE ABS(c.stated_amount - x.amount) < CAST({slack!r} AS DOUBLE)
+  AND x.t <= c.opened_t
+  AND CASE WHEN c.txn_time_t IS NULL THEN c.opened_t - x.t <= {float(lookback_days) * 86400!r}
+           ELSE ABS(x.t - c.txn_time_t) <= {float(time_window_minutes) * 60!r} END"""
+
+
+def _claims(complaints: pd.DataFrame) -> pd.DataFrame:
+    """The complaints as :data:`TICKET_CLAIMS` rows (times as epoch seconds)."""
+    stated = complaints["txn_time"] if "txn_time" in complaints else pd.Series(pd.NaT, index=complaints.index)
+    return pd.DataFrame({
+        "ticket_id": complaints["ticket_id"].astype("str"),
+        "merchant_id": complaints["merchant_id"].astype("str"),
+        "txn_type": complaints["kind"].map(KIND_TXN_TYPE).astype("str"),
+        "stated_amount": complaints["amount"].astype("float64"),
+        "opened_t": epoch_seconds(complaints["opened_at"]),
+        "txn_time_t": epoch_seconds(stated),
+    }).reset_index(drop=True)
+
+
+def ticket_candidates_on(
+    engine: Engine,
     complaints: pd.DataFrame,
-    transactions: pd.DataFrame,
+    *,
+    time_window_minutes: float = 60,
+    amount_tolerance: float = 0.0,
+    lookback_days: float = 14,
+) -> pd.DataFrame:
+    """The transactions in an engine that roughly fit each complaint (:func:`ticket_candidates_sql`).
+
+    Parameters
+    ----------
+    engine : Engine
+        With the table ``reconciled`` (``txn_id, merchant_id, txn_type, amount,
+        timestamp, t, outcome, credited_at``; ``outcome`` and ``credited_at`` may be NULL).
+    complaints : DataFrame
+        The contract's ``complaints`` table (registered as :data:`TICKET_CLAIMS`).
+    time_window_minutes, amount_tolerance, lookback_days
+        As :func:`match_tickets`.
+
+    Returns
+    -------
+    DataFrame
+        ``ticket_id, txn_id, amount, timestamp, t, outcome, credited_at``, one row
+        per (ticket, transaction) pair, in the complaints' order, then by time and id.
+
+    Examples
+    --------
+    >>> from analysis.aggregates import frames_engine
+    >>> tz = "Asia/Shanghai"
+    >>> complaints = pd.DataFrame({"ticket_id": ["C1"], "merchant_id": ["M1"], "kind": ["unsettled"],
+    ...     "amount": [129.0], "opened_at": pd.to_datetime(["2026-03-12 09:00"]).tz_localize(tz),
+    ...     "txn_time": pd.to_datetime(["2026-03-10 10:00"]).tz_localize(tz)})
+    >>> txns = pd.DataFrame({"txn_id": ["A", "B"], "merchant_id": ["M1", "M1"],
+    ...     "txn_type": ["purchase", "purchase"], "amount": [128.5, 35.0],
+    ...     "timestamp": pd.to_datetime(["2026-03-10 10:04", "2026-03-10 10:01"]).tz_localize(tz)})
+    >>> with frames_engine(reconciled=txns) as eng:
+    ...     ticket_candidates_on(eng, complaints)["txn_id"].tolist()
+    ['A']
+    """
+    claims = _claims(complaints)
+    engine.register_frame(TICKET_CLAIMS, claims)
+    sql = ticket_candidates_sql(time_window_minutes=time_window_minutes, amount_tolerance=amount_tolerance,
+                                lookback_days=lookback_days)
+    found = engine.fetch(sql)
+    order = pd.Index(claims["ticket_id"]).get_indexer(found["ticket_id"])
+    found = found.assign(_order=order).sort_values(["_order", "t", "txn_id"], kind="stable")
+    return found.drop(columns="_order").reset_index(drop=True)
+
+
+def score_candidates(
+    complaints: pd.DataFrame,
+    candidates: pd.DataFrame,
     incidents: pd.DataFrame,
     *,
     time_window_minutes: float,
@@ -245,34 +324,27 @@ def candidate_pairs(
 ) -> pd.DataFrame:
     """Every (ticket, transaction) pair that fits, with its likelihood and share.
 
-    A merge on merchant and transaction type, then filters on amount and time.
-    ``incidents`` needs ``txn_id`` and may carry ``outcome``.
+    Parameters
+    ----------
+    complaints : DataFrame
+        The contract's ``complaints`` table.
+    candidates : DataFrame
+        :func:`ticket_candidates_on`'s pairs.
+    incidents : DataFrame
+        ``txn_id``, optionally ``outcome`` (it overrides the transaction's own).
+    time_window_minutes, amount_tolerance, lookback_days
+        As :func:`match_tickets`.
     """
     tickets = complaints[["ticket_id", "merchant_id", "kind", "amount", "opened_at"]].assign(
         txn_time=complaints["txn_time"] if "txn_time" in complaints else pd.NaT,
         txn_type=complaints["kind"].map(KIND_TXN_TYPE),
-    )
-    cols = ["txn_id", "merchant_id", "txn_type", "amount", "timestamp"]
-    cols += [c for c in ("outcome", "credited_at") if c in transactions.columns]
-    merchants = pd.unique(tickets["merchant_id"].dropna())
-    pool = transactions.loc[
-        transactions["merchant_id"].isin(merchants)
-        & transactions["txn_type"].isin(list(KIND_TXN_TYPE.values())),
-        cols,
-    ]
-    pairs = tickets.rename(columns={"amount": "stated_amount"}).merge(
-        pool, on=["merchant_id", "txn_type"], how="inner"
-    )
-    pairs = pairs[_roughly_fits(pairs, time_window_minutes, amount_tolerance, lookback_days)]
-    pairs = pairs.reset_index(drop=True)
+    ).rename(columns={"amount": "stated_amount"})
+    pairs = candidates.merge(tickets.astype({"ticket_id": "str"}), on="ticket_id", how="left")
     by_id = incidents.drop_duplicates("txn_id").set_index("txn_id")
     pairs["incident"] = by_id.index.get_indexer(pairs["txn_id"]) >= 0
-    incident_outcome = pairs["txn_id"].map(by_id["outcome"]) if "outcome" in by_id else None
-    if incident_outcome is not None:
-        own = pairs["outcome"] if "outcome" in pairs else pd.Series(pd.NA, index=pairs.index)
-        pairs["outcome"] = incident_outcome.where(incident_outcome.notna(), own)
-    elif "outcome" not in pairs:
-        pairs["outcome"] = pd.Series(pd.NA, index=pairs.index, dtype="str")
+    if "outcome" in by_id:
+        incident_outcome = pairs["txn_id"].map(by_id["outcome"])
+        pairs["outcome"] = incident_outcome.where(incident_outcome.notna(), pairs["outcome"])
     pairs["amount_like"], pairs["amount_how"] = amount_likelihood(
         pairs["stated_amount"], pairs["amount"], amount_tolerance
     )
@@ -441,14 +513,66 @@ def match_tickets(
     --------
     See the module docstring.
     """
-    pairs = candidate_pairs(
-        complaints,
-        transactions,
-        incidents,
-        time_window_minutes=time_window_minutes,
-        amount_tolerance=amount_tolerance,
-        lookback_days=lookback_days,
-    )
+    with frames_engine(reconciled=transactions) as engine:
+        return match_tickets_on(
+            engine,
+            complaints,
+            incidents,
+            time_window_minutes=time_window_minutes,
+            amount_tolerance=amount_tolerance,
+            lookback_days=lookback_days,
+            tie_ratio=tie_ratio,
+            clear_share=clear_share,
+        )
+
+
+def match_tickets_on(
+    engine: Engine,
+    complaints: pd.DataFrame,
+    incidents: pd.DataFrame,
+    *,
+    time_window_minutes: float = 60,
+    amount_tolerance: float = 0.0,
+    lookback_days: float = 14,
+    tie_ratio: float = 1.5,
+    clear_share: float = 0.9,
+) -> pd.DataFrame:
+    """:func:`match_tickets` with the transactions in an engine (table ``reconciled``).
+
+    Only the candidate transactions near each complaint leave the engine
+    (:func:`ticket_candidates_on`); the matching runs on them in pandas.
+
+    Parameters
+    ----------
+    engine : Engine
+    complaints : DataFrame
+        The contract's ``complaints`` table.
+    incidents : DataFrame
+        :func:`analysis.causes.classify` output (``txn_id, cause, next_step``, optionally ``outcome``).
+    time_window_minutes, amount_tolerance, lookback_days, tie_ratio, clear_share
+        As :func:`match_tickets`.
+
+    Returns
+    -------
+    DataFrame
+        As :func:`match_tickets`.
+
+    Examples
+    --------
+    >>> from analysis.aggregates import frames_engine                  # doctest: +SKIP
+    >>> with frames_engine(reconciled=rec) as eng:                     # doctest: +SKIP
+    ...     tickets = match_tickets_on(eng, ds.complaints, incidents)  # doctest: +SKIP
+    """
+    options = dict(time_window_minutes=time_window_minutes, amount_tolerance=amount_tolerance,
+                   lookback_days=lookback_days)
+    candidates = ticket_candidates_on(engine, complaints, **options)
+    pairs = score_candidates(complaints, candidates, incidents, **options)
+    return _match(complaints, pairs, incidents, tie_ratio, clear_share)
+
+
+def _match(complaints: pd.DataFrame, pairs: pd.DataFrame, incidents: pd.DataFrame, tie_ratio: float,
+           clear_share: float) -> pd.DataFrame:
+    """One output row per complaint from its scored candidates (:func:`match_tickets`, *Returns*)."""
     counts = pairs.groupby("ticket_id").size()
     ranked, leaders, dropped = _resolve(pairs, tie_ratio, clear_share)
     winners = leaders.loc[leaders["clear_lead"], "txn_id"]
@@ -505,8 +629,12 @@ __all__ = [
     "OUTPUT_COLUMNS",
     "amount_likelihood",
     "amount_modes",
-    "candidate_pairs",
+    "TICKET_CLAIMS",
     "match_tickets",
+    "match_tickets_on",
     "propensity",
+    "score_candidates",
+    "ticket_candidates_on",
+    "ticket_candidates_sql",
     "time_likelihood",
 ]

@@ -324,3 +324,68 @@ def test_spread_needs_more_than_the_largest_contributors():
 def test_doctests():
     result = doctest.testmod(faults_mod, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0
+
+
+# --------------------------------------------------------------------------- the cells step
+
+
+def brute_force_cells(rec: pd.DataFrame, transactions: pd.DataFrame, incidents: pd.DataFrame,
+                      today: pd.Timestamp) -> pd.DataFrame:
+    """Attempts, still-open attempts and fault causes per cell, row by row in plain Python."""
+    bank_of = dict(zip(transactions["txn_id"], transactions["payee_bank"]))
+    cause_of: dict[str, str] = {}
+    for r in incidents.to_dict("records"):
+        if r["cause"] in faults_mod.FAULT_CAUSES:
+            cause_of.setdefault(r["txn_id"], r["cause"])
+    cells: dict[tuple, dict] = {}
+    for r in rec.to_dict("records"):
+        if r["txn_type"] not in ("purchase", "transfer"):
+            continue
+        transfer = r["txn_type"] == "transfer"
+        bank = bank_of.get(r["txn_id"])
+        bank = ("(missing)" if bank is None or pd.isna(bank) else bank) if transfer else "(purchase)"
+        day = (r["business_date"] - pd.Timestamp("1970-01-01")).days
+        c = cells.setdefault((r["terminal_id"], r["merchant_id"], day, transfer, bank),
+                             dict.fromkeys(faults_mod.CELL_COUNTS, 0))
+        c["attempts"] += 1
+        c["still_open"] += int(not pd.isna(r["deadline"]) and r["deadline"] >= today)
+        if r["txn_id"] in cause_of:
+            c[cause_of[r["txn_id"]]] += 1
+    keys = ["terminal_id", "merchant_id", "day", "transfer", "payee_bank"]
+    return pd.DataFrame([dict(zip(keys, k)) | v for k, v in cells.items()]).sort_values(keys).reset_index(drop=True)
+
+
+def test_fault_cells_sql_equals_a_brute_force_count():
+    from analysis.aggregates import frames_engine
+
+    ds, rec, inc, _ = city_case(4)
+    rng = np.random.default_rng(0)
+    # a transfer whose bank is unknown, duplicated incident rows (the first fault cause counts), other causes
+    tx = ds.transactions.copy()
+    transfers = tx.index[tx["txn_type"].eq("transfer")]
+    tx.loc[transfers[:5], "payee_bank"] = None
+    extra = inc.sample(200, random_state=1).assign(cause=rng.choice([*faults_mod.FAULT_CAUSES, "UNKNOWN"], 200))
+    incidents = pd.concat([inc, extra], ignore_index=True)
+    as_of = default_as_of(ds)
+    with frames_engine(reconciled=rec, transactions=tx) as eng:
+        got = faults_mod.fault_cells_on(eng, incidents, as_of=as_of)
+    keys = ["terminal_id", "merchant_id", "day", "transfer", "payee_bank"]
+    want = brute_force_cells(rec, tx, incidents, as_of.tz_localize(None).normalize())
+    pd.testing.assert_frame_equal(got.sort_values(keys).reset_index(drop=True)[list(want.columns)], want,
+                                  check_dtype=False)
+    assert got["still_open"].sum() > 0 and got.loc[got["transfer"], "payee_bank"].eq("(missing)").any()
+
+
+def test_find_shared_faults_on_an_engine_equals_the_pandas_entry_point():
+    from analysis.engine import DuckDBEngine
+    from analysis.engine.tables import register_dataset
+    from analysis.reconcile import reconcile_on
+
+    faults = (UnstableLink(start="2026-03-12"),)
+    ds, rec, inc, _ = city_case(1, faults)
+    want, _ = analysed(1, faults)
+    with DuckDBEngine() as eng:
+        register_dataset(eng, ds, calendar_for(ds.transactions["timestamp"]))
+        reconcile_on(eng, as_of=default_as_of(ds))
+        got = faults_mod.find_shared_faults_on(eng, ds.merchants, ds.terminals, inc, as_of=default_as_of(ds))
+    assert shared_faults_to_json(got) == shared_faults_to_json(want) and got

@@ -324,6 +324,29 @@ def test_evaluate_fixes_without_interventions_says_so():
     assert ev.to_contract().empty and list(ev.to_contract().columns) == list(OUTPUTS["fix_effects.csv"])
 
 
+def test_evaluate_fixes_on_an_engine_equals_the_pandas_entry_point():
+    from analysis.engine import DuckDBEngine
+    from analysis.contract import TABLES
+    from analysis.engine.tables import canonical_sql, register_dataset
+    from analysis.fixes import evaluate_fixes_on
+    from analysis.reconcile import calendar_for, reconcile_on
+
+    fixes = (Fix("network_upgrade", "network_segment", None, "2026-03-20 01:30"),)
+    city, ds, rec, _ = _city_panel(13, merchants=40, days=25, fixes=fixes)
+    want = evaluate_fixes(ds, rec, n_boot=49)
+    with DuckDBEngine() as eng:
+        register_dataset(eng, Dataset(**{**city.tables, "terminal_events": None}),
+                         calendar_for(ds.transactions["timestamp"]))
+        reconcile_on(eng, as_of=default_as_of(ds))
+        blind = evaluate_fixes_on(eng, ds.interventions, as_of=default_as_of(ds), n_boot=49)
+        eng.register_frame("src_terminal_events", ds.terminal_events)
+        eng.create_view("terminal_events", canonical_sql(TABLES["terminal_events"], list(ds.terminal_events.columns)))
+        got = evaluate_fixes_on(eng, ds.interventions, as_of=default_as_of(ds), n_boot=49)
+    pd.testing.assert_frame_equal(got.to_contract(all_methods=True), want.to_contract(all_methods=True))
+    assert "no terminal_events table" in blind.notes[0]
+    assert set(blind.to_contract()["metric"]) == {"unsettled_rate", "success_rate"}
+
+
 # ---------------------------------------------------------------------------------
 # Coverage of the simulator's true effects (the benchmark, smaller)
 # ---------------------------------------------------------------------------------

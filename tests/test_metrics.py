@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import statistics
+
 import numpy as np
 import pandas as pd
 import pytest
 from builders import make_dataset
 
+from analysis.aggregates import frames_engine
+from analysis.contract import LINK_ERROR_EVENTS
 from analysis.metrics import (
+    ATTEMPT_TYPES,
+    COUNT_COLUMNS,
+    COUNTED_OUTCOMES,
+    KEY,
+    NOT_ARRIVED_OUTCOMES,
+    TERMINAL_KEY,
     UNSETTLED_OUTCOMES,
     add_rates,
     daily_panel,
+    daily_panel_on,
     dominant_terminals,
     group_daily,
 )
@@ -188,3 +199,127 @@ def test_doctests():
     import analysis.metrics as module
 
     assert doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0
+
+
+# --------------------------------------------------------------------------- the SQL step against a brute-force count
+
+
+def brute_force_panel(rec: pd.DataFrame, terminals: pd.DataFrame, events: pd.DataFrame, as_of_day: pd.Timestamp,
+                      level: str) -> pd.DataFrame:
+    """The panel's counts row by row in plain Python (no SQL, no groupby)."""
+    by_terminal = level == "terminal"
+    owner = dict(zip(terminals["terminal_id"], terminals["merchant_id"]))
+    rows: dict[tuple, dict] = {}
+
+    def cell(key):
+        return rows.setdefault(key, {c: 0 for c in COUNT_COLUMNS} | {"days": [], "deadlines": []})
+
+    for r in rec.to_dict("records"):
+        if r["txn_type"] not in ATTEMPT_TYPES:
+            continue
+        key = (r["merchant_id"], r["terminal_id"], r["business_date"]) if by_terminal else (
+            r["merchant_id"], r["business_date"])
+        c = cell(key)
+        code = None if pd.isna(r["response_code"]) else r["response_code"]
+        reason = None if pd.isna(r["reversal_reason"]) else r["reversal_reason"]
+        reversal = "none" if pd.isna(r["reversal"]) else r["reversal"]
+        corrupted = reason == "A0" or code in ("A0", "30")
+        lost = code is None or reason == "98" or code == "68"
+        unanswered = code is None and reversal == "none"
+        needs = reversal in ("sent", "failed") or unanswered
+        flags = {"attempts": True, "approved": bool(r["approved"]),
+                 "unsettled": r["outcome"] in UNSETTLED_OUTCOMES,
+                 "money_not_arrived": r["outcome"] in NOT_ARRIVED_OUTCOMES,
+                 **{o: r["outcome"] == o for o in COUNTED_OUTCOMES},
+                 "link_corrupted": corrupted, "link_lost": lost and not corrupted, "reversals": needs,
+                 "reversals_failed": reversal == "failed" or unanswered,
+                 "corrupted_reversals": corrupted and needs, "lost_reversals": lost and not corrupted and needs}
+        for name, flag in flags.items():
+            c[name] += int(flag)
+        if not pd.isna(r["credit_business_days"]):
+            c["days"].append(float(r["credit_business_days"]))
+        c["deadlines"].append(r["deadline"])
+    for e in events.to_dict("records"):
+        if e["event"] in LINK_ERROR_EVENTS and e["terminal_id"] in owner:
+            day = e["timestamp"].tz_convert("Asia/Shanghai").tz_localize(None).normalize()
+            m = owner[e["terminal_id"]]
+            cell((m, e["terminal_id"], day) if by_terminal else (m, day))["link_errors"] += 1
+    out = []
+    for key, c in rows.items():
+        deadline = max(c["deadlines"]) if c["deadlines"] else pd.NaT
+        out.append({**dict(zip(TERMINAL_KEY if by_terminal else KEY, key)),
+                    **{k: c[k] for k in COUNT_COLUMNS},
+                    "median_credit_days": statistics.median(c["days"]) if c["days"] else np.nan,
+                    "deadline": deadline, "mature": bool(pd.isna(deadline) or deadline < as_of_day)})
+    return pd.DataFrame(out).sort_values(list(TERMINAL_KEY if by_terminal else KEY)).reset_index(drop=True)
+
+
+def random_reconciled(seed: int, n: int = 400) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """A reconcile()-shaped frame with every combination of codes, reversals and outcomes, and events."""
+    rng = np.random.default_rng(seed)
+    terminals = pd.DataFrame({"terminal_id": [f"K{i}" for i in range(6)], "merchant_id": ["M1", "M1", "M2", "M2", "M3",
+                                                                                       "M4"],
+                              "model": ["A", "B", "A", "C", "B", "A"], "firmware": ["1", "2", "1", "3", "2", "1"],
+                              "network_segment": ["S1", "S1", "S2", "S2", "S3", "S3"]})
+    pick = rng.integers(0, 5, n)  # K5 has no attempts
+    dates = pd.Timestamp("2026-03-10") + pd.to_timedelta(rng.integers(0, 6, n), unit="D")
+    stamp = (dates + pd.to_timedelta(rng.integers(0, 86400, n), unit="s")).tz_localize("Asia/Shanghai")
+
+    def choice(values):
+        return np.asarray(values, dtype=object)[rng.integers(0, len(values), n)]
+
+    days = pd.array(rng.integers(0, 6, n), dtype="Int64")
+    days[rng.random(n) < 0.4] = pd.NA
+    rec = pd.DataFrame({
+        "txn_id": [f"T{i:04d}" for i in range(n)], "merchant_id": terminals["merchant_id"].to_numpy()[pick],
+        "terminal_id": terminals["terminal_id"].to_numpy()[pick], "timestamp": stamp,
+        "txn_type": choice(["purchase", "purchase", "transfer", "void", "refund"]),
+        "response_code": pd.array(choice([None, "00", "00", "A0", "30", "68", "51"]), dtype="str"),
+        "reversal": pd.array(choice([None, "none", "none", "sent", "failed"]), dtype="str"),
+        "reversal_reason": pd.array(choice([None, None, "A0", "98", "96"]), dtype="str"),
+        "outcome": pd.array(choice(["credited", "credited_late", "in_cycle", "credit_overdue", "not_cleared",
+                                    "returned", "declined", "reversed", "reversal_failed", "voided"]), dtype="str"),
+        "approved": rng.random(n) < 0.6, "business_date": dates.astype("datetime64[us]"),
+        "deadline": (dates + pd.to_timedelta(rng.integers(1, 25, n), unit="D")).astype("datetime64[s]"),
+        "credit_business_days": days,
+    })
+    when = pd.Timestamp("2026-03-09 20:00") + pd.to_timedelta(rng.integers(0, 8 * 86400, 60), unit="s")
+    events = pd.DataFrame({"terminal_id": rng.choice([*terminals["terminal_id"], "K-UNKNOWN"], 60),
+                           "timestamp": when.tz_localize("Asia/Shanghai"),
+                           "event": rng.choice(["timeout", "mac_error", "retransmit", "reboot", "batch_upload_ok"], 60)})
+    return rec, terminals, events
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("level", ["merchant", "terminal"])
+def test_panel_sql_equals_a_brute_force_count(seed, level):
+    rec, terminals, events = random_reconciled(seed)
+    as_of = pd.Timestamp("2026-03-25 10:00", tz="Asia/Shanghai")
+    got = daily_panel(rec, terminals, events, as_of=as_of, level=level)
+    want = brute_force_panel(rec, terminals, events, pd.Timestamp("2026-03-25"), level)
+    cols = list(want.columns)
+    pd.testing.assert_frame_equal(got[cols], want, check_dtype=False)
+    assert got["link_errors"].sum() == events["event"].isin(LINK_ERROR_EVENTS).sum() - (
+        events["terminal_id"].eq("K-UNKNOWN") & events["event"].isin(LINK_ERROR_EVENTS)).sum()
+
+
+def test_dominant_terminal_ties_go_to_the_smallest_id():
+    rec, terminals, _ = random_reconciled(0)
+    volume = rec.loc[rec["txn_type"].isin(ATTEMPT_TYPES), "terminal_id"].value_counts()
+    dom = dominant_terminals(rec, terminals)
+    for merchant, group in terminals.groupby("merchant_id"):
+        n = group["terminal_id"].map(volume).fillna(0)
+        best = group.loc[n == n.max(), "terminal_id"].min()
+        assert dom.loc[merchant, "terminal_id"] == best
+    tied = pd.concat([rec.loc[rec["terminal_id"].eq("K0")], rec.loc[rec["terminal_id"].eq("K0")]
+                      .assign(terminal_id="K1")])
+    assert dominant_terminals(tied, terminals).loc["M1", "terminal_id"] == "K0"
+
+
+def test_daily_panel_on_an_engine_needs_as_of_and_knows_without_events(dataset, reconciled):
+    with frames_engine(reconciled=reconciled, terminals=dataset.terminals) as eng:
+        p = daily_panel_on(eng, as_of=AS_OF)
+        with pytest.raises(ValueError, match="level"):
+            daily_panel_on(eng, as_of=AS_OF, level="day")
+    assert not p.attrs["link_errors_known"] and p["link_errors"].eq(0).all()
+    assert p.attrs["as_of"] == pd.Timestamp(AS_OF, tz="Asia/Shanghai")

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from builders import make_dataset
 
+from analysis.aggregates import frames_engine
 from analysis.causes import classify
 from analysis.contract import INCIDENT_OUTCOMES
 from analysis.reconcile import reconcile
-from analysis.tickets import OUTPUT_COLUMNS, amount_likelihood, match_tickets
+from analysis.tickets import (
+    KIND_TXN_TYPE,
+    OUTPUT_COLUMNS,
+    amount_likelihood,
+    match_tickets,
+    match_tickets_on,
+    ticket_candidates_on,
+)
 
 AS_OF = "2026-03-20 12:00"
 
@@ -317,3 +326,107 @@ def test_no_complaints_gives_an_empty_frame():
     ds = shop([{"txn_id": "A"}], [])
     out = match_tickets(ds.complaints, ds.transactions, cheap_incidents(ds))
     assert out.empty and list(out.columns) == list(OUTPUT_COLUMNS)
+
+
+# --------------------------------------------------------------------------- the candidates step
+
+
+def brute_force_candidates(complaints, transactions, *, window_s, lookback_s, slack):
+    """(ticket, transaction) pairs that roughly fit, by looping over every pair in plain Python
+    (tickets in order, each one's transactions by time and id)."""
+    pairs = []
+    ordered = transactions.sort_values(["timestamp", "txn_id"]).to_dict("records")
+    for c in complaints.to_dict("records"):
+        opened = c["opened_at"].timestamp()
+        stated = None if pd.isna(c["txn_time"]) else c["txn_time"].timestamp()
+        for x in ordered:
+            t = x["timestamp"].timestamp()
+            same = x["merchant_id"] == c["merchant_id"] and x["txn_type"] == KIND_TXN_TYPE.get(c["kind"])
+            near = abs(t - stated) <= window_s if stated is not None else opened - t <= lookback_s
+            if same and abs(c["amount"] - x["amount"]) < slack and t <= opened and near:
+                pairs.append((c["ticket_id"], x["txn_id"]))
+    return pairs
+
+
+def test_candidates_sql_equals_a_brute_force_search_at_the_edges():
+    at = "2026-03-10 10:00"
+    opened = "2026-03-12 09:00"
+    txns = [
+        {"txn_id": "EXACT", "amount": 100.0, "timestamp": at},
+        {"txn_id": "NEAR_10", "amount": 90.01, "timestamp": at},  # 9.99 yuan off: in
+        {"txn_id": "OFF_10", "amount": 110.0, "timestamp": at},  # 10 yuan off: out
+        {"txn_id": "EDGE_WIN", "amount": 100.0, "timestamp": "2026-03-10 11:00"},  # 60 min: in
+        {"txn_id": "PAST_WIN", "amount": 100.0, "timestamp": "2026-03-10 11:00:01"},  # out
+        {"txn_id": "AT_OPEN", "amount": 50.0, "timestamp": opened},  # made when the ticket opened: in
+        {"txn_id": "AFTER", "amount": 50.0, "timestamp": "2026-03-12 09:00:01"},  # out
+        {"txn_id": "OLD", "amount": 50.0, "timestamp": "2026-02-26 09:00"},  # exactly 14 days before: in
+        {"txn_id": "OLDER", "amount": 50.0, "timestamp": "2026-02-26 08:59:59"},  # out
+        {"txn_id": "TRANSFER", "amount": 100.0, "timestamp": at, "txn_type": "transfer", "payee_bank": "中国银行"},
+        {"txn_id": "OTHER_SHOP", "terminal_id": "K2", "amount": 100.0, "timestamp": at},
+    ]
+    ds = make_dataset(
+        merchants=[{"merchant_id": "M1"}, {"merchant_id": "M2"}],
+        terminals=[{"terminal_id": "K1", "merchant_id": "M1"}, {"terminal_id": "K2", "merchant_id": "M2"}],
+        transactions=[{"terminal_id": "K1", **t} for t in txns],
+        complaints=[
+            {"ticket_id": "TIMED", "merchant_id": "M1", "amount": 100.0, "txn_time": at, "opened_at": opened},
+            {"ticket_id": "UNTIMED", "merchant_id": "M1", "amount": 50.0, "opened_at": opened},
+            {"ticket_id": "XFER", "merchant_id": "M1", "kind": "transfer_failed", "amount": 100.0,
+             "opened_at": opened},
+        ],
+    )
+    with frames_engine(reconciled=ds.transactions) as eng:
+        got = ticket_candidates_on(eng, ds.complaints)
+    want = brute_force_candidates(ds.complaints, ds.transactions, window_s=3600, lookback_s=14 * 86400, slack=10.0)
+    assert list(zip(got["ticket_id"], got["txn_id"])) == want
+    assert set(got["txn_id"]) == {"EXACT", "NEAR_10", "EDGE_WIN", "AT_OPEN", "OLD", "TRANSFER"}
+    assert got["outcome"].isna().all()  # plain transactions: no outcome known
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_candidates_sql_equals_a_brute_force_search_on_random_tickets(seed):
+    rng = np.random.default_rng(seed)
+    n = 150
+    start = pd.Timestamp("2026-03-01", tz="Asia/Shanghai")
+    txns = pd.DataFrame({
+        "txn_id": [f"T{i:03d}" for i in range(n)], "merchant_id": rng.choice(["M1", "M2"], n),
+        "txn_type": rng.choice(["purchase", "transfer", "refund"], n),
+        "amount": rng.choice([19.99, 20.0, 24.47, 100.0, 105.5, 3000.0], n),
+        "timestamp": start + pd.to_timedelta(rng.integers(0, 20 * 86400, n), unit="s"),
+    })
+    m = 30
+    opened = start + pd.to_timedelta(rng.integers(5 * 86400, 22 * 86400, m), unit="s")
+    stated = (opened - pd.to_timedelta(rng.integers(0, 6 * 86400, m), unit="s")).to_series(index=range(m))
+    stated[rng.random(m) < 0.4] = pd.NaT
+    complaints = pd.DataFrame({
+        "ticket_id": [f"C{i:02d}" for i in range(m)], "merchant_id": rng.choice(["M1", "M2", "M3"], m),
+        "kind": rng.choice(["unsettled", "transfer_failed"], m), "amount": rng.choice([20.0, 25.0, 100.0], m),
+        "opened_at": opened, "txn_time": stated.to_numpy(),
+    })
+    with frames_engine(reconciled=txns) as eng:
+        got = ticket_candidates_on(eng, complaints, time_window_minutes=90, amount_tolerance=12.0, lookback_days=3)
+    want = brute_force_candidates(complaints, txns, window_s=90 * 60, lookback_s=3 * 86400, slack=12.005)
+    assert list(zip(got["ticket_id"], got["txn_id"])) == want and len(want) > 5
+
+
+def test_match_tickets_on_an_engine_equals_the_pandas_entry_point():
+    from analysis.engine import DuckDBEngine
+    from analysis.engine.tables import register_dataset
+    from analysis.reconcile import calendar_for, reconcile_on
+
+    ds = shop(
+        [{"txn_id": "A", "amount": 100.0, "response_code": "96", "timestamp": "2026-03-10 10:00"},
+         {"txn_id": "B", "amount": 100.0, "timestamp": "2026-03-10 10:50"}],
+        [{"ticket_id": "EXACT", "amount": 100.0, "txn_time": "2026-03-10 10:00"},
+         {"ticket_id": "VAGUE", "amount": 100.0}],
+        settlements=[{"txn_id": "B", "credited_at": "2026-03-11 09:00"}],
+    )
+    incidents = cheap_incidents(ds)
+    rec = reconcile(ds.transactions, ds.settlements, ds.merchants, as_of=AS_OF)
+    want = match_tickets(ds.complaints, rec, incidents)
+    with DuckDBEngine() as eng:
+        register_dataset(eng, ds, calendar_for(ds.transactions["timestamp"]))
+        reconcile_on(eng, as_of=AS_OF)
+        got = match_tickets_on(eng, ds.complaints, incidents)
+    pd.testing.assert_frame_equal(got, want)
+    assert got["txn_id"].tolist()[0] == "A"
