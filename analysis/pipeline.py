@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .causes import classify
+from .causes import classify_on
 from .clusters import cluster_merchants
-from .faults import find_shared_faults, shared_faults_to_json
-from .fixes import evaluate_fixes, exclusions_from_faults, onsets_from_faults
+from .faults import find_shared_faults_on, shared_faults_to_json
+from .fixes import evaluate_fixes_on, exclusions_from_faults, onsets_from_faults
 from .contract import OUTPUTS
 from .engine import Engine, open_engine
 from .engine.tables import register_dataset
@@ -38,7 +38,7 @@ from .reconcile import (
     reconciled_frame,
     to_local_time,
 )
-from .tickets import match_tickets
+from .tickets import match_tickets_on
 
 
 def parse_as_of(value: str | pd.Timestamp | None) -> pd.Timestamp | None:
@@ -198,12 +198,9 @@ def _analyze_on(eng: Engine, source, *, as_of, seed: int, progress: bool) -> Ana
     steps.set_postfix_str("reconcile")
     reconcile_on(eng, as_of=moment, carry=("_row",))
     outcomes = outcome_counts_on(eng)
-    reconciled = reconciled_frame(eng.fetch("SELECT * FROM reconciled ORDER BY _row"),
-                                  dataset.transactions.index)
-    reconciled.attrs.update(as_of=moment, settlements_known=dataset.settlements is not None)
     steps.update()
     steps.set_postfix_str("classify")
-    incidents = classify(dataset, reconciled, as_of=moment, calendar=cal)
+    incidents = classify_on(eng, as_of=moment)
     merchant_clusters = cluster_merchants(dataset.merchants, dataset.terminals)
     clusters = merchant_clusters.to_contract()
     incidents = incidents.drop(columns="cluster_id", errors="ignore").merge(
@@ -211,20 +208,24 @@ def _analyze_on(eng: Engine, source, *, as_of, seed: int, progress: bool) -> Ana
     )
     steps.update()
     steps.set_postfix_str("shared faults")
-    shared = find_shared_faults(
-        dataset, reconciled, incidents, clusters=merchant_clusters, as_of=moment, seed=seed
+    shared = find_shared_faults_on(
+        eng, dataset.merchants, dataset.terminals, incidents,
+        clusters=merchant_clusters, as_of=moment, seed=seed,
     )
     steps.update()
     steps.set_postfix_str("fixes")
-    fix_effects = _fix_effects(dataset, reconciled, moment, shared)
+    fix_effects = _fix_effects(eng, dataset.interventions, moment, shared)
     steps.update()
     steps.set_postfix_str("tickets")
     if dataset.complaints is not None:
-        tickets = match_tickets(dataset.complaints, reconciled, incidents)
+        tickets = match_tickets_on(eng, dataset.complaints, incidents)
     else:
         tickets = pd.DataFrame(columns=list(OUTPUTS["tickets.csv"]))
     steps.update()
     steps.close()
+    reconciled = reconciled_frame(eng.fetch("SELECT * FROM reconciled ORDER BY _row"),
+                                  dataset.transactions.index)
+    reconciled.attrs.update(as_of=moment, settlements_known=dataset.settlements is not None)
     return AnalysisResult(
         as_of=moment,
         reconciled=reconciled,
@@ -239,18 +240,18 @@ def _analyze_on(eng: Engine, source, *, as_of, seed: int, progress: bool) -> Ana
 
 
 def _fix_effects(
-    dataset: Dataset, reconciled: pd.DataFrame, moment: pd.Timestamp, shared: list
+    eng: Engine, interventions: pd.DataFrame | None, moment: pd.Timestamp, shared: list
 ) -> pd.DataFrame:
     """Effect of every intervention on the contract's metrics (empty without interventions).
 
     Merchants of localized shared faults are never controls, and a fault's start is
     the before-period's start for the first fix on its scope.
     """
-    if dataset.interventions is None or dataset.interventions.empty:
+    if interventions is None or interventions.empty:
         return pd.DataFrame(columns=list(OUTPUTS["fix_effects.csv"]))
-    evaluation = evaluate_fixes(
-        dataset,
-        reconciled,
+    evaluation = evaluate_fixes_on(
+        eng,
+        interventions,
         as_of=moment,
         exclude_merchants=exclusions_from_faults(shared),
         onsets=onsets_from_faults(shared),
