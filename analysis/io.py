@@ -45,6 +45,7 @@ Examples
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import csv
 import io
@@ -665,7 +666,7 @@ def _arrow_text(arr: pa.ChunkedArray, file: Path, name: str) -> pa.ChunkedArray:
 def _read_parquet(file: Path, spec: Table) -> _Source:
     """Read a Parquet file, casting each column to what its contract kind needs."""
     try:
-        table = pq.read_table(file)
+        table = pq.read_table(file, pre_buffer=False)  # local files: no read-ahead copies
     except (pa.ArrowException, OSError, ValueError) as err:
         raise DatasetError(
             f"the file cannot be read as Parquet ({type(err).__name__}: "
@@ -1077,10 +1078,49 @@ def _parent_rows(ref: _Ref, values: pd.Series, parent: _Loaded, lookup: Future |
 
 
 def _index_in(values: pd.Series, keys: pd.Series) -> np.ndarray:
-    """Position of each value in ``keys`` (-1 where absent or missing), via Arrow hashing."""
-    found = pc.index_in(pa.array(values, pa.large_string()),
-                        value_set=pa.array(keys, pa.large_string()))
-    return np.asarray(found.fill_null(-1), dtype="int64")
+    """Position of each value in ``keys`` (-1 where absent or missing), via Arrow hashing.
+
+    Where the keys increase (ids in the order they were issued) and each stretch
+    of values spans few of them (a log in the same order), every stretch is looked
+    up among the keys between its least and greatest value only: a small hash
+    table per stretch instead of one of all the keys.
+    """
+    vals, ks = pa.array(values, pa.large_string()), pa.array(keys, pa.large_string())
+    stretches = _key_stretches(vals, keys) if _increasing(ks) else None
+    if stretches is None:
+        return _positions(vals, ks)
+    return np.concatenate([_positions(vals.slice(start, _STRETCH), ks.slice(low, high - low), low)
+                           for start, low, high in stretches] or [np.empty(0, np.int32)])
+
+
+_STRETCH = 262_144  # values looked up together among the keys they span
+
+
+def _key_stretches(values: pa.ChunkedArray, keys: pd.Series) -> list[tuple[int, int, int]] | None:
+    """``(start, low, high)`` per stretch of values: the keys[low:high] that can match them.
+
+    None when the stretches would span more keys in all than twice the keys, which
+    a single lookup does better. ``keys`` must increase.
+    """
+    ordered = keys.array
+    stretches = []
+    for start in range(0, len(values), _STRETCH):
+        extent = pc.min_max(values.slice(start, _STRETCH)).as_py()
+        if extent["min"] is None:
+            stretches.append((start, 0, 0))
+            continue
+        stretches.append((start, bisect.bisect_left(ordered, extent["min"]),
+                          bisect.bisect_right(ordered, extent["max"])))
+    spanned = sum(high - low for _, low, high in stretches)
+    return stretches if spanned <= 2 * len(keys) else None
+
+
+def _positions(values: pa.ChunkedArray, keys: pa.ChunkedArray, offset: int = 0) -> np.ndarray:
+    """``offset`` plus the position of each value in ``keys``; -1 where absent or missing."""
+    found = pc.index_in(values, value_set=keys, skip_nulls=True)
+    if offset:
+        found = pc.add(found, offset)
+    return found.fill_null(-1).to_numpy()
 
 
 def _all_distinct(values: pd.Series, positions: np.ndarray | None, bad: np.ndarray) -> bool:

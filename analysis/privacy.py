@@ -41,6 +41,7 @@ _SEPARATORS = re.compile(r"[\s\-]")
 # Every byte the Arrow (RE2) form of _SEPARATORS can match: \s is [\t\n\f\r ] there.
 _SEPARATOR_BYTES = b"\t\n\f\r -"
 _HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_HMAC_BATCH = 65_536  # values turned into Python bytes at a time
 # The key of an n-digit string is its value plus the number of shorter digit strings
 # (10 + 100 + ... + 10**(n-1)): one integer per string of 1 to 19 digits, below 2**64.
 _MAX_KEY_DIGITS = 19
@@ -109,9 +110,9 @@ def _distinct(arr: _Arrow) -> tuple[pa.Array, _Arrow]:
     dictionary-encoded by Arrow. Chunked input shares one dictionary across its
     chunks (the last one holds every value), so the indices of all chunks point into it.
     """
-    keys = _digit_keys(arr)
-    if keys is not None:
-        return _distinct_keys(arr, keys)
+    codes = _digit_codes(arr)
+    if codes is not None:
+        return _distinct_codes(arr, codes)
     enc = pc.dictionary_encode(arr)
     if isinstance(enc, pa.Array):
         return enc.dictionary, enc.indices
@@ -120,21 +121,26 @@ def _distinct(arr: _Arrow) -> tuple[pa.Array, _Arrow]:
     return enc.chunk(enc.num_chunks - 1).dictionary, pa.chunked_array([c.indices for c in enc.chunks])
 
 
-def _distinct_keys(arr: _Arrow, keys: pd.arrays.IntegerArray) -> tuple[pa.Array, pa.Array]:
-    """:func:`_distinct` from integer keys that are equal exactly where the values are."""
-    codes, _ = pd.factorize(keys)  # in order of first appearance, -1 where missing
+def _distinct_codes(arr: _Arrow, codes: np.ndarray) -> tuple[pa.Array, pa.Array]:
+    """:func:`_distinct` from codes numbering the values in order of first appearance."""
     seen = np.maximum.accumulate(codes)
-    first = np.flatnonzero(codes > np.concatenate(([-1], seen[:-1])))
-    distinct = arr.take(pa.array(first))
+    first = np.empty(len(codes), dtype=bool)
+    first[:1] = codes[:1] >= 0
+    np.greater(codes[1:], seen[:-1], out=first[1:])
+    del seen
+    distinct = arr.take(pa.array(np.flatnonzero(first)))
     if isinstance(distinct, pa.ChunkedArray):
         distinct = distinct.combine_chunks()
+    codes = codes.astype(np.int32)
     return distinct, pa.array(codes, mask=codes < 0)
 
 
-def _digit_keys(arr: _Arrow) -> pd.arrays.IntegerArray | None:
-    """One integer per value, equal exactly where the values are, if all are 1-19 digits.
+def _digit_codes(arr: _Arrow) -> np.ndarray | None:
+    """Codes of the values in order of first appearance (-1 missing), if all are 1-19 digits.
 
-    None when a value is empty, longer, or holds anything but ASCII digits.
+    Each value becomes an integer key, equal exactly where the values are, and
+    the keys are factorized; None when a value is empty, longer, or holds
+    anything but ASCII digits.
     """
     lengths = pc.binary_length(arr)
     extent = pc.min_max(lengths).as_py()
@@ -142,10 +148,11 @@ def _digit_keys(arr: _Arrow) -> pd.arrays.IntegerArray | None:
         return None
     if any(used.min() < ord("0") or used.max() > ord("9") for used in _byte_ranges(arr)):
         return None
-    valid = arr.is_valid().to_numpy(zero_copy_only=False)
-    values = pc.cast(arr, pa.uint64()).fill_null(0).to_numpy()
-    keys = values + _SHORTER_DIGIT_STRINGS[lengths.fill_null(0).to_numpy()]
-    return pd.arrays.IntegerArray(keys, ~valid)
+    keys = np.require(pc.cast(arr, pa.uint64()).fill_null(0).to_numpy(), requirements="W")
+    keys += _SHORTER_DIGIT_STRINGS[lengths.fill_null(0).to_numpy()]
+    missing = ~arr.is_valid().to_numpy(zero_copy_only=False)
+    codes, _ = pd.factorize(pd.arrays.IntegerArray(keys, missing))
+    return codes
 
 
 def _byte_ranges(values: _Arrow) -> Iterator[np.ndarray]:
@@ -264,14 +271,15 @@ def _token_rows(arr: pa.Array, key: bytes) -> np.ndarray:
     k = k.ljust(block, b"\0")
     inner = hashlib.sha256(bytes(b ^ 0x36 for b in k))
     outer = hashlib.sha256(bytes(b ^ 0x5C for b in k))
-    digests = []
-    for value in arr.cast(pa.large_binary()).to_pylist():
-        h = inner.copy()
-        h.update(value)
-        o = outer.copy()
-        o.update(h.digest())
-        digests.append(o.digest())
-    head = np.frombuffer(b"".join(digests), np.uint8).reshape(-1, hashlib.sha256().digest_size)
+    digests = bytearray()
+    for start in range(0, len(arr), _HMAC_BATCH):
+        for value in arr.slice(start, _HMAC_BATCH).cast(pa.large_binary()).to_pylist():
+            h = inner.copy()
+            h.update(value)
+            o = outer.copy()
+            o.update(h.digest())
+            digests += o.digest()
+    head = np.frombuffer(digests, np.uint8).reshape(-1, hashlib.sha256().digest_size)
     head = head[:, :TOKEN_HEX_CHARS // 2]
     rows = np.empty((len(head), TOKEN_HEX_CHARS), np.uint8)
     rows[:, 0::2], rows[:, 1::2] = _HEX_DIGITS[head >> 4], _HEX_DIGITS[head & 0xF]
@@ -282,12 +290,16 @@ def _take_rows(rows: np.ndarray, indices: _Arrow) -> _Arrow:
     """Strings of fixed-width byte ``rows`` picked by ``indices`` (missing stays missing)."""
     if isinstance(indices, pa.ChunkedArray):
         return pa.chunked_array([_take_rows(rows, c) for c in indices.chunks], pa.large_string())
-    valid = indices.is_valid().to_numpy(zero_copy_only=False)
-    picked = rows[indices.fill_null(0).to_numpy()[valid]]
-    offsets = np.zeros(len(indices) + 1, np.int64)
-    np.cumsum(np.where(valid, rows.shape[1], 0), out=offsets[1:])
-    missing = len(indices) - int(valid.sum())
-    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if missing else None
+    width, missing = rows.shape[1], indices.null_count
+    if missing:
+        valid = indices.is_valid().to_numpy(zero_copy_only=False)
+        picked = np.take(rows, indices.drop_null().to_numpy(), axis=0)
+        offsets = np.zeros(len(indices) + 1, np.int64)
+        np.cumsum(np.where(valid, width, 0), out=offsets[1:])
+        bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
+    else:
+        picked = np.take(rows, indices.to_numpy(), axis=0)
+        offsets, bitmap = np.arange(0, width * (len(indices) + 1), width, dtype=np.int64), None
     return pa.LargeStringArray.from_buffers(len(indices), pa.py_buffer(offsets),
                                             pa.py_buffer(picked), bitmap, missing)
 
