@@ -493,6 +493,44 @@ def test_settlement_of_unknown_transaction_is_rejected(tmp_path):
     assert row["column"] == "txn_id" and "not in transactions.csv" in row["reason"]
 
 
+def test_settlement_links_to_the_used_one_of_two_rows_with_its_txn_id(tmp_path):
+    bad, good = GOOD_TXN.replace("10.00", "-1"), GOOD_TXN  # same txn_id 000199, first rejected
+    tables = {**with_rows("transactions", bad, good),
+              **with_rows("settlements", "000199,2025-03-05,10.00,pending,,")}
+    ds = load_with(tmp_path, **tables)
+    assert only_rejection(ds, "transactions")["line"] == 5
+    assert counts(ds, "settlements") == (3, 3, 0)
+
+
+@pytest.mark.parametrize("stretch", [1, 2, 1_000])
+def test_references_to_increasing_ids_looked_up_in_stretches(tmp_path, monkeypatch, stretch):
+    """Ids in increasing order are looked up a stretch at a time; the result is the same."""
+    import analysis.io
+
+    monkeypatch.setattr(analysis.io, "_STRETCH", stretch)
+    transactions = with_rows("transactions", GOOD_TXN.replace("10.00", "-1"))  # 000199 rejected
+    settlements = with_rows("settlements", "000102,2025-03-04,5000,pending,,",
+                            "000150,2025-03-04,1.00,pending,,", "000199,2025-03-05,10.00,pending,,",
+                            "000102,2025-03-05,5000,pending,,")
+    ds = load_with(tmp_path, **transactions, **settlements)
+    rej = rejected_of(ds, "settlements")
+    assert rej["line"].tolist() == [5, 6, 7]
+    assert "not in transactions.csv" in rej["reason"][0]
+    assert "was rejected (transactions.csv line 5)" in rej["reason"][1]
+    assert "duplicate txn_id '000102'" in rej["reason"][2] and "line 4" in rej["reason"][2]
+    assert ds.settlements["txn_id"].tolist() == ["000101", "000103", "000102"]
+
+
+def test_track2_values_in_a_parquet_column_are_refused(tmp_path):
+    root = write_dataset(tmp_path, transactions=None)
+    tx = pd.read_csv(pd.io.common.StringIO(TRANSACTIONS), dtype=str, keep_default_na=False)
+    tx["memo"] = ["ok", "4111111111111111D25121010000012300000", None]
+    tx.to_parquet(root / "transactions.parquet", index=False)
+    with pytest.raises(DatasetError) as err:
+        load_dataset(root, key=KEY)
+    assert err.value.column == "memo" and "track 2" in str(err.value)
+
+
 def test_events_and_complaints_references(tmp_path):
     events = ("terminal_id,timestamp,event,detail\n"
               "10230017,2025-03-03T10:14:00+08:00,timeout,\n"

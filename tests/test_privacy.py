@@ -13,13 +13,23 @@ import hmac
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from analysis.exceptions import DatasetError
 from analysis.io import Dataset, load_dataset, save_rejected
-from analysis.privacy import KEY_ENV, luhn_valid, mask_pan, mask_pan_series, mask_text
+from analysis.privacy import (
+    KEY_ENV,
+    holds_any_byte,
+    luhn_valid,
+    mask_pan,
+    mask_pan_array,
+    mask_pan_series,
+    mask_text,
+    protect_card_array,
+)
 
 
 def luhn_check_digit(body: str) -> str:
@@ -242,3 +252,56 @@ def test_without_a_key_tokens_still_link_within_a_run(tmp_path, monkeypatch):
     monkeypatch.delenv(KEY_ENV, raising=False)
     tokens = load_dataset(token_dataset(tmp_path / "ds")).transactions["card_token"].tolist()
     assert tokens[0] == tokens[1] == tokens[3] != tokens[2]
+
+
+# ---------------------------------------------------------------------------------
+# Arrow forms: each distinct number once, digit strings by an integer key
+# ---------------------------------------------------------------------------------
+def expected_token(value: str | None, key: bytes) -> str | None:
+    if value is None:
+        return None
+    digits = value.replace(" ", "").replace("-", "")
+    return hmac.new(key, digits.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
+
+
+CARD_COLUMNS = {
+    # digits only: the integer-key path; leading zeros and lengths keep numbers apart
+    "digits": ["4111111111111111", "0123", "123", None, "0123", "6222021234567890123",
+               "9999999999999999999", "4111111111111111", "7"],
+    # anything else: Arrow's dictionary path
+    "separators": ["4111 1111 1111 1111", "4111111111111111", "4111-1111-1111-1111", None],
+    "masked": ["411111******1111", "4111111111111111", "", "12345678901234567890"],
+    "missing": [None, None],
+    "empty": [],
+}
+
+
+@pytest.mark.parametrize("name", sorted(CARD_COLUMNS))
+@pytest.mark.parametrize("chunked", [False, True])
+def test_protect_card_array_masks_and_tokenizes_each_value(name, chunked):
+    values = CARD_COLUMNS[name]
+    arr = pa.array(values, pa.large_string())
+    if chunked:  # several chunks, one of them sliced
+        arr = pa.chunked_array([arr.slice(0, len(values) // 2),
+                                pa.array([None, *values[len(values) // 2:]], pa.large_string()).slice(1)])
+    masked, token = protect_card_array(arr, b"k")
+    assert masked.to_pylist() == [mask_pan(v) for v in values]
+    assert token.to_pylist() == [expected_token(v, b"k") for v in values]
+    assert mask_pan_array(arr).to_pylist() == masked.to_pylist()
+
+
+@given(st.lists(st.one_of(st.none(), st.text("0123456789", min_size=1, max_size=19),
+                          st.text("0123456789 -*", max_size=22)), max_size=30))
+@settings(max_examples=100, deadline=None)
+def test_card_tokens_match_hmac_for_any_numbers(values):
+    masked, token = protect_card_array(pa.array(values, pa.large_string()), b"key")
+    assert token.to_pylist() == [expected_token(v, b"key") for v in values]
+    assert masked.to_pylist() == [mask_pan(v) for v in values]
+
+
+def test_holds_any_byte_sees_only_the_values_bytes():
+    arr = pa.array(["12=4", "5678", "99"], pa.large_string())
+    assert holds_any_byte(arr, b"=")
+    assert not holds_any_byte(arr.slice(1), b"=")  # the "=" lies before the slice
+    assert not holds_any_byte(pa.array([None, ""], pa.string()), b"=")
+    assert holds_any_byte(pa.chunked_array([arr.slice(1), arr.slice(0, 1)]), b"=D")
