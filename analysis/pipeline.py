@@ -28,11 +28,12 @@ from .faults import find_shared_faults_on, shared_faults_to_json
 from .fixes import evaluate_fixes_on, exclusions_from_faults, onsets_from_faults
 from .contract import OUTPUTS
 from .engine import Engine, open_engine
-from .engine.tables import register_dataset
+from .engine.tables import register_calendar, register_dataset
 from .io import Dataset
 from .reconcile import (
     calendar_for,
     default_as_of,
+    default_as_of_on,
     outcome_counts_on,
     reconcile_on,
     reconciled_frame,
@@ -152,9 +153,10 @@ def analyze(
 
     Parameters
     ----------
-    source : Dataset, str or Path
-        A validated dataset (:func:`analysis.io.load_dataset`), or a dataset
-        directory that the engine loads and validates itself.
+    source : Dataset, EngineDataset, str or Path
+        A validated dataset (:func:`analysis.io.load_dataset`), one loaded on
+        ``engine`` (:func:`analysis.engine.load.load_on_engine`), or a dataset
+        directory that the engine loads and validates itself (out of core).
     engine : {'duckdb', 'spark'} or Engine
         Where the transaction-level steps run; an :class:`~analysis.engine.Engine`
         instance is used as it is and left open.
@@ -176,32 +178,52 @@ def analyze(
             eng.close()
 
 
-def _dataset_of(source: Dataset | str | Path, progress: bool) -> Dataset:
-    """The dataset to analyze (loaded from a directory when ``source`` is a path)."""
-    if isinstance(source, Dataset):
-        return source
-    from .io import load_dataset
+@dataclass(frozen=True)
+class _Prepared:
+    """What the steps need once the data is on the engine: the small tables in pandas."""
 
-    return load_dataset(source, progress=progress)
+    merchants: pd.DataFrame
+    terminals: pd.DataFrame
+    complaints: pd.DataFrame | None
+    interventions: pd.DataFrame | None
+    moment: pd.Timestamp
+    index: pd.Index | None  # the transactions' index when they are in memory
+
+
+def _prepare(eng: Engine, source, as_of, progress: bool) -> _Prepared:
+    """Put ``source`` on the engine (canonical views and calendar) and find the moment of analysis."""
+    if isinstance(source, Dataset):
+        moment = parse_as_of(as_of) or default_as_of(source)
+        register_dataset(eng, source, calendar_for(source.transactions["timestamp"]))
+        return _Prepared(source.merchants, source.terminals, source.complaints,
+                         source.interventions, moment, source.transactions.index)
+    from .engine.load import EngineDataset, load_on_engine
+
+    loaded = source if isinstance(source, EngineDataset) else load_on_engine(eng, source, progress=progress)
+    first_day = eng.scalar("SELECT min(day) FROM transactions")
+    days = pd.Series([pd.Timestamp("1970-01-01") + pd.Timedelta(days=first_day or 0)])
+    register_calendar(eng, calendar_for(days))
+    moment = parse_as_of(as_of) or default_as_of_on(eng, loaded.complaints)
+    return _Prepared(loaded.merchants, loaded.terminals, loaded.complaints,
+                     loaded.interventions, moment, None)
 
 
 def _analyze_on(eng: Engine, source, *, as_of, seed: int, progress: bool) -> AnalysisResult:
     from tqdm.auto import tqdm
 
-    dataset = _dataset_of(source, progress)
     steps = tqdm(total=6, desc=f"analyze ({eng.name})", disable=not progress, unit="step")
-    moment = parse_as_of(as_of) or default_as_of(dataset)
-    cal = calendar_for(dataset.transactions["timestamp"])
     steps.set_postfix_str("load")
-    register_dataset(eng, dataset, cal)
+    data = _prepare(eng, source, as_of, progress)
+    moment = data.moment
     steps.update()
     steps.set_postfix_str("reconcile")
-    reconcile_on(eng, as_of=moment, carry=("_row",))
+    in_memory = data.index is not None
+    reconcile_on(eng, as_of=moment, carry=("_row",) if "_row" in eng.columns("transactions") else ())
     outcomes = outcome_counts_on(eng)
     steps.update()
     steps.set_postfix_str("classify")
     incidents = classify_on(eng, as_of=moment)
-    merchant_clusters = cluster_merchants(dataset.merchants, dataset.terminals)
+    merchant_clusters = cluster_merchants(data.merchants, data.terminals)
     clusters = merchant_clusters.to_contract()
     incidents = incidents.drop(columns="cluster_id", errors="ignore").merge(
         clusters, on="merchant_id", how="left"
@@ -209,23 +231,24 @@ def _analyze_on(eng: Engine, source, *, as_of, seed: int, progress: bool) -> Ana
     steps.update()
     steps.set_postfix_str("shared faults")
     shared = find_shared_faults_on(
-        eng, dataset.merchants, dataset.terminals, incidents,
+        eng, data.merchants, data.terminals, incidents,
         clusters=merchant_clusters, as_of=moment, seed=seed,
     )
     steps.update()
     steps.set_postfix_str("fixes")
-    fix_effects = _fix_effects(eng, dataset.interventions, moment, shared)
+    fix_effects = _fix_effects(eng, data.interventions, moment, shared)
     steps.update()
     steps.set_postfix_str("tickets")
-    if dataset.complaints is not None:
-        tickets = match_tickets_on(eng, dataset.complaints, incidents)
+    if data.complaints is not None:
+        tickets = match_tickets_on(eng, data.complaints, incidents)
     else:
         tickets = pd.DataFrame(columns=list(OUTPUTS["tickets.csv"]))
     steps.update()
     steps.close()
-    reconciled = reconciled_frame(eng.fetch("SELECT * FROM reconciled ORDER BY _row"),
-                                  dataset.transactions.index)
-    reconciled.attrs.update(as_of=moment, settlements_known=dataset.settlements is not None)
+    reconciled = None
+    if in_memory:  # the transactions were in pandas already: so may their outcomes be
+        reconciled = reconciled_frame(eng.fetch("SELECT * FROM reconciled ORDER BY _row"), data.index)
+        reconciled.attrs.update(as_of=moment, settlements_known=eng.has("settlements"))
     return AnalysisResult(
         as_of=moment,
         reconciled=reconciled,

@@ -146,6 +146,16 @@ def default_as_of(dataset) -> pd.Timestamp | None:
     )
 
 
+def default_as_of_on(engine, complaints: pd.DataFrame | None = None) -> pd.Timestamp | None:
+    """:func:`default_as_of` of a dataset held in an engine (``complaints`` is small: pandas)."""
+    maxima = [engine.scalar('SELECT max("timestamp") FROM transactions')]
+    if engine.has("settlements"):
+        maxima.append(engine.scalar("SELECT max(credited_at) FROM settlements"))
+    found = [pd.Timestamp(m) for m in maxima if m is not None]
+    series = [pd.Series(found)] if found else []
+    return latest_time(*series, None if complaints is None else complaints["opened_at"])
+
+
 def calendar_for(*dates: pd.Series) -> WorkCalendar:
     """The Chinese working calendar covering the years of ``dates`` (from 2024 at the latest).
 
@@ -462,6 +472,7 @@ __all__ = [
     "reconciled_frame",
     "calendar_for",
     "default_as_of",
+    "default_as_of_on",
     "latest_time",
     "outcome_counts",
     "outcome_counts_on",
