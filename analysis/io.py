@@ -716,9 +716,22 @@ _TRACK2_MIN_CHARS = 17  # 12-digit PAN, separator, 4-digit expiry
 _PAN_MIN_DIGITS = 13  # shortest run privacy.mask_text masks
 
 
-def _max_bytes(values: pa.ChunkedArray) -> int:
+def _byte_lengths(values: pa.Array | pa.ChunkedArray) -> tuple[int, int]:
+    """The shortest and longest value in UTF-8 bytes, missing ones aside ((0, 0) if none).
+
+    A chunk at a time: the lengths never take memory for the whole column.
+    """
+    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+    extents = [pc.min_max(pc.binary_length(chunk)).as_py() for chunk in chunks]
+    extents = [e for e in extents if e["min"] is not None]
+    if not extents:
+        return 0, 0
+    return min(e["min"] for e in extents), max(e["max"] for e in extents)
+
+
+def _max_bytes(values: pa.Array | pa.ChunkedArray) -> int:
     """Longest of Arrow strings in UTF-8 bytes (0 when empty)."""
-    return pc.max(pc.binary_length(values)).as_py() or 0
+    return _byte_lengths(values)[1]
 
 
 def _refuse_sensitive(table: pa.Table, file: Path) -> None:
@@ -819,6 +832,8 @@ def _strings(s: pd.Series, trim: bool = True, strip: bool = True) -> pd.Series:
     copied only where they change.
     """
     s = _as_strings(s)
+    if not trim and (not len(s) or _byte_lengths(pa.array(s, pa.large_string()))[0] > 0):
+        return s  # no empty value (told by the lengths alone)
     stripped = s.str.strip() if trim else s
     empty = (stripped == "").to_numpy()
     kept = stripped if strip else s

@@ -138,21 +138,25 @@ def _distinct_codes(arr: _Arrow, codes: np.ndarray) -> tuple[pa.Array, pa.Array]
 def _digit_codes(arr: _Arrow) -> np.ndarray | None:
     """Codes of the values in order of first appearance (-1 missing), if all are 1-19 digits.
 
-    Each value becomes an integer key, equal exactly where the values are, and
-    the keys are factorized; None when a value is empty, longer, or holds
-    anything but ASCII digits.
+    Each value present becomes an integer key, equal exactly where the values
+    are, and the keys are factorized; None when a value is empty, longer, or
+    holds anything but ASCII digits.
     """
-    lengths = pc.binary_length(arr)
+    present = arr.drop_null() if arr.null_count else arr
+    lengths = pc.binary_length(present)
     extent = pc.min_max(lengths).as_py()
     if extent["min"] is None or extent["min"] < 1 or extent["max"] > _MAX_KEY_DIGITS:
         return None
-    if any(used.min() < ord("0") or used.max() > ord("9") for used in _byte_ranges(arr)):
+    if any(used.min() < ord("0") or used.max() > ord("9") for used in _byte_ranges(present)):
         return None
-    keys = np.require(pc.cast(arr, pa.uint64()).fill_null(0).to_numpy(), requirements="W")
-    keys += _SHORTER_DIGIT_STRINGS[lengths.fill_null(0).to_numpy()]
-    missing = ~arr.is_valid().to_numpy(zero_copy_only=False)
-    codes, _ = pd.factorize(pd.arrays.IntegerArray(keys, missing))
-    return codes
+    keys = np.require(pc.cast(present, pa.uint64()).to_numpy(), requirements="W")
+    keys += _SHORTER_DIGIT_STRINGS[lengths.to_numpy()]
+    codes, _ = pd.factorize(keys)
+    if not arr.null_count:
+        return codes
+    every = np.full(len(arr), -1, dtype=codes.dtype)
+    every[arr.is_valid().to_numpy(zero_copy_only=False)] = codes
+    return every
 
 
 def _byte_ranges(values: _Arrow) -> Iterator[np.ndarray]:
