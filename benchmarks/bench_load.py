@@ -1,14 +1,19 @@
 """Benchmark: simulate ~5 million transactions, write them as Parquet, load them back.
 
-Prints, for each phase, the wall-clock seconds, rows per second and the
-process's peak resident memory so far (``ru_maxrss``). Targets: simulate 5M
-transactions in 60 s or less on 2 cores with a peak of 3 GB or less.
+Prints, for each phase, the wall-clock seconds, rows per second, the process's
+peak resident memory so far (``ru_maxrss``) and the CPU seconds the phase took
+(user + system, all threads). Targets on 2 cores: simulate 5M transactions in
+60 s or less with a peak of 3 GB or less; load (``analysis.io.load_dataset``) at
+1,000,000 transaction rows per second or more with a peak of 3 GB or less. On a
+shared machine compare CPU seconds and mind the load average printed with them.
 
 Run::
 
     .venv/bin/python benchmarks/bench_load.py                # ~5M transactions
     .venv/bin/python benchmarks/bench_load.py --merchants 500 # a quicker run
     .venv/bin/python benchmarks/bench_load.py --skip-load     # simulate and write only
+    .venv/bin/python benchmarks/bench_load.py --keep DIR      # keep the written dataset in DIR
+    .venv/bin/python benchmarks/bench_load.py --load-only DIR # load a kept dataset again
 
 Simulate and write run in this process (the peak after "write" is theirs);
 load runs in a fresh process (``--load-only DIR``) so its peak is the loader's own.
@@ -72,10 +77,18 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def report(phase: str, seconds: float, rows: int) -> None:
+def cpu_seconds() -> tuple[float, float]:
+    """User and system CPU seconds of this process so far (all its threads)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime, usage.ru_stime
+
+
+def report(phase: str, seconds: float, rows: int, cpu_before: tuple[float, float]) -> None:
     speed = rows / seconds
-    print(f"{phase:9s} {seconds:7.1f} s  {speed:>12,.0f} rows/s  peak {peak_mb():7,.0f} MB  ({rows:,} rows)",
-          flush=True)
+    user, system = (after - before for after, before in zip(cpu_seconds(), cpu_before))
+    print(f"{phase:9s} {seconds:7.1f} s  {speed:>12,.0f} rows/s  peak {peak_mb():7,.0f} MB  ({rows:,} rows)"
+          f"  cpu {user + system:.1f} s (user {user:.1f} + sys {system:.1f}),"
+          f" load average {os.getloadavg()[0]:.1f}", flush=True)
 
 
 def load_only(directory: Path) -> int:
@@ -85,9 +98,9 @@ def load_only(directory: Path) -> int:
     if not hasattr(io, "load_dataset"):
         print("load      skipped: analysis.io.load_dataset is not implemented yet")
         return 0
-    t0 = time.perf_counter()
+    cpu, t0 = cpu_seconds(), time.perf_counter()
     ds = io.load_dataset(directory)
-    report("load", time.perf_counter() - t0, len(ds.transactions))
+    report("load", time.perf_counter() - t0, len(ds.transactions), cpu)
     print(f"{'':9s} rejected rows: {len(ds.rejected):,}")
     return 0
 
@@ -99,23 +112,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=33.0, help="attempts per merchant-day")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--skip-load", action="store_true", help="do not run analysis.io.load_dataset")
-    parser.add_argument("--load-only", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--keep", type=Path, default=None, metavar="DIR",
+                        help="write the dataset to DIR and keep it (default: a temporary directory)")
+    parser.add_argument("--load-only", type=Path, default=None, metavar="DIR",
+                        help="only load the dataset in DIR (written by --keep), in this process")
     args = parser.parse_args(argv)
     if args.load_only:
         return load_only(args.load_only)
 
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     cfg = config(args.merchants, args.days, args.rate, args.seed)
-    t0 = time.perf_counter()
+    cpu, t0 = cpu_seconds(), time.perf_counter()
     city = simulate_city(cfg)
     n = len(city.tables["transactions"])
-    report("simulate", time.perf_counter() - t0, n)
+    report("simulate", time.perf_counter() - t0, n, cpu)
 
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "dataset"
-        t0 = time.perf_counter()
+        out = args.keep or Path(tmp) / "dataset"
+        cpu, t0 = cpu_seconds(), time.perf_counter()
         write_city(city, out, mask_pans=False)
-        report("write", time.perf_counter() - t0, n)
+        report("write", time.perf_counter() - t0, n, cpu)
         size = sum(p.stat().st_size for p in out.iterdir())
         print(f"{'':9s} {size / 2**20:,.0f} MB of Parquet")
         del city
