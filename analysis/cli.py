@@ -93,19 +93,21 @@ def analyze(
     progress: bool = typer.Option(True, help="Show progress."),
 ) -> None:
     """Reconcile, classify every incident, find shared faults, evaluate fixes, match tickets; write the outputs."""
-    from .engine import ENGINES
+    from .engine import ENGINES, open_engine
+    from .engine.load import load_on_engine
     from .io import save_rejected
     from .pipeline import analyze as run_analysis
 
     if engine not in ENGINES:
         raise typer.BadParameter(f"choose one of {', '.join(ENGINES)}", param_hint="--engine")
+
     options = {"master": spark_master} if engine == "spark" else {"memory_limit": memory_limit}
-    dataset = _load(dataset_dir, progress)
-    result = run_analysis(
-        dataset, engine=engine, engine_options=options, as_of=as_of, seed=seed, progress=progress
-    )
-    paths = result.write(out)
-    paths += save_rejected(dataset, out / "rejected")
+    with open_engine(engine, **options) as eng:
+        dataset = load_on_engine(eng, dataset_dir, progress=progress)
+        typer.echo(dataset.summary())
+        result = run_analysis(dataset, engine=eng, as_of=as_of, seed=seed, progress=progress)
+        paths = result.write(out)
+        paths += save_rejected(dataset, out / "rejected")
     typer.echo("")
     typer.echo(result.summary())
     typer.echo("")
