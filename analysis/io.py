@@ -66,6 +66,7 @@ import pyarrow.parquet as pq
 from .contract import TABLES, TIMEZONE, Column, Table
 from .exceptions import DatasetError
 from .privacy import (
+    byte_lengths,
     holds_any_byte,
     mask_pan_array,
     mask_text,
@@ -716,22 +717,9 @@ _TRACK2_MIN_CHARS = 17  # 12-digit PAN, separator, 4-digit expiry
 _PAN_MIN_DIGITS = 13  # shortest run privacy.mask_text masks
 
 
-def _byte_lengths(values: pa.Array | pa.ChunkedArray) -> tuple[int, int]:
-    """The shortest and longest value in UTF-8 bytes, missing ones aside ((0, 0) if none).
-
-    A chunk at a time: the lengths never take memory for the whole column.
-    """
-    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
-    extents = [pc.min_max(pc.binary_length(chunk)).as_py() for chunk in chunks]
-    extents = [e for e in extents if e["min"] is not None]
-    if not extents:
-        return 0, 0
-    return min(e["min"] for e in extents), max(e["max"] for e in extents)
-
-
 def _max_bytes(values: pa.Array | pa.ChunkedArray) -> int:
     """Longest of Arrow strings in UTF-8 bytes (0 when empty)."""
-    return _byte_lengths(values)[1]
+    return byte_lengths(values)[1]
 
 
 def _refuse_sensitive(table: pa.Table, file: Path) -> None:
@@ -832,7 +820,7 @@ def _strings(s: pd.Series, trim: bool = True, strip: bool = True) -> pd.Series:
     copied only where they change.
     """
     s = _as_strings(s)
-    if not trim and (not len(s) or _byte_lengths(pa.array(s, pa.large_string()))[0] > 0):
+    if not trim and (not len(s) or byte_lengths(pa.array(s, pa.large_string()))[0] > 0):
         return s  # no empty value (told by the lengths alone)
     stripped = s.str.strip() if trim else s
     empty = (stripped == "").to_numpy()

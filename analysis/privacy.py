@@ -45,8 +45,8 @@ _HMAC_BATCH = 65_536  # values turned into Python bytes at a time
 # The key of an n-digit string is its value plus the number of shorter digit strings
 # (10 + 100 + ... + 10**(n-1)): one integer per string of 1 to 19 digits, below 2**64.
 _MAX_KEY_DIGITS = 19
-_SHORTER_DIGIT_STRINGS = np.array([0] + [(10**n - 10) // 9 for n in range(1, _MAX_KEY_DIGITS + 1)],
-                                  dtype=np.uint64)
+_SHORTER_DIGIT_STRINGS = pa.array([0] + [(10**n - 10) // 9 for n in range(1, _MAX_KEY_DIGITS + 1)],
+                                  pa.uint64())
 # A run of 13-19 digits, optionally grouped by single spaces or dashes,
 # not touching other digits.
 _PAN_RUN = re.compile(r"(?<![0-9])[0-9](?:[ \-]?[0-9]){12,}(?![0-9])")
@@ -105,14 +105,21 @@ def _distinct(arr: _Arrow) -> tuple[pa.Array, _Arrow]:
     """The distinct non-missing values of ``arr`` and each row's index into them.
 
     Missing values get a missing index, so a ``take`` through the indices keeps them
-    missing. Digit strings (card numbers as they mostly come) are told apart by an
+    missing. Digit strings (card numbers as they mostly come) are encoded by an
     integer key, which hashes several times faster than text; other values are
-    dictionary-encoded by Arrow. Chunked input shares one dictionary across its
-    chunks (the last one holds every value), so the indices of all chunks point into it.
+    dictionary-encoded as they are.
     """
-    codes = _digit_codes(arr)
-    if codes is not None:
-        return _distinct_codes(arr, codes)
+    keys = _digit_keys(arr)
+    dictionary, indices = _encode(arr if keys is None else keys)
+    return (dictionary, indices) if keys is None else (_first_values(arr, indices), indices)
+
+
+def _encode(arr: _Arrow) -> tuple[pa.Array, _Arrow]:
+    """Arrow's dictionary encoding as (dictionary, indices), indices numbered by first appearance.
+
+    Chunked input shares one dictionary across its chunks (the last one holds
+    every value), so the indices of all chunks point into it.
+    """
     enc = pc.dictionary_encode(arr)
     if isinstance(enc, pa.Array):
         return enc.dictionary, enc.indices
@@ -121,42 +128,58 @@ def _distinct(arr: _Arrow) -> tuple[pa.Array, _Arrow]:
     return enc.chunk(enc.num_chunks - 1).dictionary, pa.chunked_array([c.indices for c in enc.chunks])
 
 
-def _distinct_codes(arr: _Arrow, codes: np.ndarray) -> tuple[pa.Array, pa.Array]:
-    """:func:`_distinct` from codes numbering the values in order of first appearance."""
+def _first_values(arr: _Arrow, indices: _Arrow) -> pa.Array:
+    """The value at the first row of each index (indices numbered by first appearance)."""
+    codes = indices.fill_null(-1).to_numpy()
     seen = np.maximum.accumulate(codes)
     first = np.empty(len(codes), dtype=bool)
     first[:1] = codes[:1] >= 0
     np.greater(codes[1:], seen[:-1], out=first[1:])
-    del seen
-    distinct = arr.take(pa.array(np.flatnonzero(first)))
-    if isinstance(distinct, pa.ChunkedArray):
-        distinct = distinct.combine_chunks()
-    codes = codes.astype(np.int32)
-    return distinct, pa.array(codes, mask=codes < 0)
+    rows = np.flatnonzero(first)
+    if isinstance(arr, pa.Array):
+        return arr.take(pa.array(rows))
+    # chunk by chunk (a take across chunks would first copy them all into one)
+    starts = np.cumsum([0] + [len(c) for c in arr.chunks])
+    cuts = np.searchsorted(rows, starts)
+    return pa.concat_arrays([chunk.take(pa.array(rows[lo:hi] - start))
+                             for chunk, start, lo, hi in zip(arr.chunks, starts, cuts, cuts[1:])]
+                            or [pa.array([], arr.type)])
 
 
-def _digit_codes(arr: _Arrow) -> np.ndarray | None:
-    """Codes of the values in order of first appearance (-1 missing), if all are 1-19 digits.
+def _digit_keys(arr: _Arrow) -> _Arrow | None:
+    """An integer per value, equal exactly where the values are, if all are 1-19 ASCII digits.
 
-    Each value present becomes an integer key, equal exactly where the values
-    are, and the keys are factorized; None when a value is empty, longer, or
-    holds anything but ASCII digits.
+    None when a value is empty, longer, or holds anything else; missing values
+    stay missing. The key of an n-digit string is its value plus the number of
+    shorter digit strings.
     """
-    present = arr.drop_null() if arr.null_count else arr
-    lengths = pc.binary_length(present)
-    extent = pc.min_max(lengths).as_py()
-    if extent["min"] is None or extent["min"] < 1 or extent["max"] > _MAX_KEY_DIGITS:
+    shortest, longest = byte_lengths(arr)
+    if shortest < 1 or longest > _MAX_KEY_DIGITS:
         return None
-    if any(used.min() < ord("0") or used.max() > ord("9") for used in _byte_ranges(present)):
+    if any(used.min() < ord("0") or used.max() > ord("9") for used in _byte_ranges(arr)):
         return None
-    keys = np.require(pc.cast(present, pa.uint64()).to_numpy(), requirements="W")
-    keys += _SHORTER_DIGIT_STRINGS[lengths.to_numpy()]
-    codes, _ = pd.factorize(keys)
-    if not arr.null_count:
-        return codes
-    every = np.full(len(arr), -1, dtype=codes.dtype)
-    every[arr.is_valid().to_numpy(zero_copy_only=False)] = codes
-    return every
+    chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
+    return pa.chunked_array([pc.add(pc.cast(c, pa.uint64()),
+                                    pc.take(_SHORTER_DIGIT_STRINGS, pc.binary_length(c)))
+                             for c in chunks], pa.uint64())
+
+
+def byte_lengths(values: _Arrow) -> tuple[int, int]:
+    """The shortest and longest string in UTF-8 bytes, missing ones aside ((0, 0) if none).
+
+    A chunk at a time: the lengths never take memory for a whole column.
+
+    Examples
+    --------
+    >>> byte_lengths(pa.array(["4111", None, "", "银行"]))
+    (0, 6)
+    """
+    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+    extents = [pc.min_max(pc.binary_length(chunk)).as_py() for chunk in chunks]
+    extents = [e for e in extents if e["min"] is not None]
+    if not extents:
+        return 0, 0
+    return min(e["min"] for e in extents), max(e["max"] for e in extents)
 
 
 def _byte_ranges(values: _Arrow) -> Iterator[np.ndarray]:
