@@ -134,10 +134,12 @@ _MODELS = ("bernoulli", "poisson")
 _P_TOLERANCE = 1e-9
 #: Elements (prefixes x centres x days x replicas) in one block: about the size of a core's cache.
 _BLOCK_ELEMENTS = 1 << 18
-#: Elements of one batch of null replicas held by a worker (sites x days x replicas).
-_REPLICA_ELEMENTS = 1 << 26
+#: Elements of one batch of null replicas held by a worker (sites x days x replicas; mostly one byte each).
+_REPLICA_ELEMENTS = 1 << 28
 #: Cylinders x replicas below which one process does all the work.
 _PARALLEL_WORK = 1 << 27
+#: Population bins per row of the coarse minimum-case table the compiled kernel compares first.
+_COARSE_BINS = 16
 #: Replicas drawn from one child of the seed.
 _SEED_BLOCK = 64
 #: Elements of one call to the random generator (int64 draws).
@@ -450,6 +452,12 @@ class _Design:
         out[:-1] = values
         return self.day_sums(out)
 
+    @functools.cached_property
+    def interval_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(hi, lo)``: interval ``j`` covers scanned days ``lo[j]`` to ``hi[j] - 1``."""
+        lo = self.interval_starts.astype(np.intp)
+        return lo + self.n_days.astype(np.intp), lo
+
     def llr(self, c, n):
         return _llr(self.model, c, n, self.C, self.N)
 
@@ -669,6 +677,15 @@ class _Cutoffs:
     tables: np.ndarray  # (levels, bins + 1) minimum cases
     lowest: int  # row of the lowest threshold
 
+    @functools.cached_property
+    def coarse(self) -> np.ndarray:
+        """(bins // _COARSE_BINS + 1, R): each replica's minimum at the first bin of every run of bins.
+
+        Minima grow with the bin, so this is a lower bound for the whole run;
+        replicas are contiguous, for the compiled kernel's first comparison.
+        """
+        return np.ascontiguousarray(self.tables[:, ::_COARSE_BINS][self.rows].T)
+
     @classmethod
     def of(cls, best: np.ndarray, thresholds: _CaseThresholds) -> _Cutoffs:
         levels = thresholds.levels(best)
@@ -697,16 +714,14 @@ def _scan_chunk(
     centres: np.ndarray,
     Y: np.ndarray,
     cutoffs: _Cutoffs,
-    prefixes: int | None = None,
 ) -> Iterator[_Candidates]:
     """Find, in one chunk of centres, every cylinder and replica that may beat its threshold.
 
     Counts are compared with the lowest threshold of any replica, then the few
     that pass with their replica's own. Only integer comparisons are
-    made here; candidates come in batches. Only the first ``prefixes`` windows
-    of each centre are scanned when given.
+    made here; candidates come in batches.
     """
-    order = design.windows.block(centres, pad=design.sites.n)[:prefixes]
+    order = design.windows.block(centres, pad=design.sites.n)
     valid = np.arange(len(order))[:, None] < design.windows.sizes[centres][None, :]
     pops = _chunk_populations(design, order, valid)  # (K, B, I)
     bins = thresholds.bins(pops)
@@ -878,13 +893,40 @@ class _ReplicaBest:
 
 def _scan_replicas(design: _Design, thresholds: _CaseThresholds, X: np.ndarray, chunks, state: _ReplicaBest,
                    progress: _Progress, prefixes: int | None = None) -> None:
-    """Raise ``state``'s maxima over the windows of ``chunks`` (the first ``prefixes`` of each centre)."""
+    """Raise ``state``'s maxima over the windows of ``chunks`` (the first ``prefixes`` of each centre).
+
+    The comparisons of :func:`_scan_chunk`, made by the compiled
+    :func:`analysis.scan_kernel.replica_candidates` in one pass over each
+    window's counts; the LLRs of the candidates it returns are computed here.
+    """
+    from .scan_kernel import replica_candidates, site_interval_maxima
+
+    hi, lo = design.interval_bounds
+    total = np.zeros((), design.dtype)
+    # for the bound on margins as windows grow (one-site windows need none)
+    site_max = site_interval_maxima(X, hi, lo) if prefixes != 1 else np.zeros((len(X), len(hi)), np.int32)
     for centres in chunks:
+        order = design.windows.block(centres, pad=design.sites.n)[:prefixes]
+        sizes = np.minimum(design.windows.sizes[centres], len(order))
+        valid = np.arange(len(order))[:, None] < sizes[None, :]
+        pops = _chunk_populations(design, order, valid)
+        bins = _growing(thresholds.bins(pops))
+        cut = state.cutoffs
+        k, b, j, r, c = replica_candidates(X, total, order, sizes, hi, lo, bins, cut.coarse, _COARSE_BINS, cut.tables,
+                                           cut.rows, site_max).T
         local = np.zeros(X.shape[2])
-        for cand in _scan_chunk(design, thresholds, centres, X, state.cutoffs, prefixes):
-            np.maximum.at(local, cand.r, design.llr(cand.c, cand.n))
+        np.maximum.at(local, r, design.llr(c.astype(design.dtype), pops[k, b, j]))
         state.merge(local)
         progress.update()
+
+
+def _growing(bins: np.ndarray) -> np.ndarray:
+    """Bins (K, B, I) made nondecreasing along windows, lowering any that a later window undercuts.
+
+    Populations grow with the window, so this only guards against rounding;
+    a lower bin asks for fewer cases, so nothing is missed.
+    """
+    return np.ascontiguousarray(np.minimum.accumulate(bins[::-1], axis=0)[::-1])
 
 
 def _replica_block_maxima(design: _Design, thresholds: _CaseThresholds, plan: _Plan, X: np.ndarray,
@@ -895,7 +937,6 @@ def _replica_block_maxima(design: _Design, thresholds: _CaseThresholds, plan: _P
     replica a threshold cheaply before the large windows are scanned.
     """
     state = _ReplicaBest(X.shape[2], thresholds)
-    X = design.day_sums(X)
     _scan_replicas(design, thresholds, X, plan.chunks, state, progress, prefixes=1)
     _scan_replicas(design, thresholds, X, plan.chunks, state, progress)
     return state.best
@@ -959,11 +1000,12 @@ class _Plan:
         starts = list(range(0, n_replicas, _SEED_BLOCK))
         blocks = [(r0, min(r0 + _SEED_BLOCK, n_replicas), ss) for r0, ss in zip(starts, root.spawn(len(starts)))]
         S, T = design.sites.cases.shape
-        per_batch = max(1, _REPLICA_ELEMENTS // ((S + 1) * T * _SEED_BLOCK))  # blocks held at once
+        most = max(1, _REPLICA_ELEMENTS // ((S + 1) * T * _SEED_BLOCK))  # blocks held at once
         hands = []
         for part in np.array_split(np.arange(len(blocks)), min(max(n_jobs, 1), max(len(blocks), 1))):
             mine = [blocks[j] for j in part]
-            hands.append([mine[i : i + per_batch] for i in range(0, len(mine), per_batch)])
+            batches = np.array_split(np.arange(len(mine)), max(1, math.ceil(len(mine) / most)))  # even sizes
+            hands.append([[mine[j] for j in batch] for batch in batches if len(batch)])
         return cls(chunks, [h for h in hands if h])
 
     def n_tasks(self) -> int:
@@ -977,10 +1019,15 @@ def _replica_maxima(design: _Design, thresholds: _CaseThresholds, plan: _Plan, n
     Each worker draws its own blocks of replicas and scans them, a batch at a time.
     """
 
+    from .scan_kernel import narrowest
+
     def scan_hand(batches) -> np.ndarray:
         out = []
         for batch in batches:
-            X = np.concatenate([_draw_null(design, np.random.default_rng(ss), r1 - r0) for r0, r1, ss in batch], axis=2)
+            # each block in the narrowest type that holds its counts (the kernel accumulates in design.dtype)
+            drawn = [narrowest(_draw_null(design, np.random.default_rng(ss), r1 - r0)) for r0, r1, ss in batch]
+            X = np.concatenate(drawn, axis=2, dtype=np.result_type(*drawn))
+            del drawn
             out.append(_replica_block_maxima(design, thresholds, plan, X, progress))
         return np.concatenate(out)
 

@@ -1,0 +1,161 @@
+"""The compiled inner loop of the Monte Carlo replicas of :mod:`analysis.scan`.
+
+A replica's maximum log-likelihood ratio is found by comparing, for every
+cylinder (a window of nearest neighbours over an interval of days) and every
+replica, the replica's case count with the smallest count that could beat that
+replica's best so far (:class:`analysis.scan._CaseThresholds`); only the rare
+cylinders that pass have their LLR computed (in numpy, by the scan module).
+
+In numpy each of these comparisons costs several passes over memory (gather,
+cumulative sum, difference, comparison, search for the hits). Here one pass
+does all of it: the window's day sums are accumulated neighbour by neighbour in
+a buffer of ``days x replicas`` counts that stays in the processor's cache, and
+each interval is one vectorized sweep over the replicas. The comparisons made
+are exactly those of the numpy path (``analysis.scan._scan_chunk``), so the
+candidates, and therefore the replica maxima and p-values, are the same.
+
+Compiled with numba (``cache=True``: the machine code is kept next to this file
+after the first call).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def _grow(out: np.ndarray, n: int) -> np.ndarray:
+    bigger = np.empty((2 * out.shape[0], out.shape[1]), out.dtype)
+    bigger[:n] = out[:n]
+    return bigger
+
+
+@njit(cache=True, nogil=True)
+def site_interval_maxima(Y, hi, lo):  # pragma: no cover - compiled
+    """Largest count of any replica at each site in each interval: (S + 1, I) int32.
+
+    Parameters are those of :func:`replica_candidates`.
+    """
+    S = Y.shape[0]
+    D = Y.shape[1]
+    R = Y.shape[2]
+    n_int = hi.shape[0]
+    out = np.zeros((S, n_int), np.int32)
+    cum = np.zeros((D + 1, R), np.int64)
+    for s in range(S):
+        for d in range(D):
+            for r in range(R):
+                cum[d + 1, r] = cum[d, r] + Y[s, d, r]
+        for j in range(n_int):
+            top = cum[hi[j]]
+            bottom = cum[lo[j]]
+            most = 0
+            for r in range(R):
+                c = top[r] - bottom[r]
+                most = c if c > most else most
+            out[s, j] = most
+    return out
+
+
+@njit(cache=True, nogil=True)
+def replica_candidates(Y, total, order, sizes, hi, lo, bins, coarse, step, tables, rows,
+                       site_max):  # pragma: no cover - compiled
+    """Cylinders and replicas whose case count reaches the replica's minimum.
+
+    Parameters
+    ----------
+    Y : ndarray, shape (S + 1, D, R), unsigned integers
+        Cases per site, scanned day and replica (the narrowest type that holds
+        them); row S is zeros.
+    total : ndarray, shape (), unsigned integers
+        A zero of a type that holds any window's total (the scan's count type).
+    order : ndarray, shape (K, B), integers
+        The neighbour sites of B centres in scan order.
+    sizes : ndarray, shape (B,)
+        How many prefixes of each centre to scan.
+    hi, lo : ndarray, shape (I,)
+        Interval ``j`` covers days ``lo[j]`` to ``hi[j] - 1``.
+    bins : ndarray, shape (K, B, I)
+        Population bin of every cylinder (``_CaseThresholds.bins``),
+        nondecreasing along K (windows grow).
+    coarse : ndarray, shape (bins // step + 1, R)
+        ``coarse[q // step, r]`` is at most replica ``r``'s minimum in bin ``q``
+        (minima grow with the bin): the first comparison of each cylinder.
+    step : int
+    tables, rows : ndarray
+        ``tables[rows[r], q]``: replica ``r``'s minimum cases in bin ``q``.
+    site_max : ndarray, shape (S + 1, I)
+        :func:`site_interval_maxima` of ``Y``.
+
+    Returns
+    -------
+    ndarray, shape (n, 5), int64
+        Rows ``(k, b, j, r, c)`` with ``c >= tables[rows[r], bins[k, b, j]]``,
+        in the order k, j, r within each centre b.
+
+    Notes
+    -----
+    The margin of a cylinder is ``max_r (cases_r - coarse minimum_r)``; a
+    cylinder can hold candidates only if it is >= 0. When a window grows by one
+    site its minimum cannot fall (its population does not), and no replica's
+    count rises by more than the site's largest count in the interval, so the
+    margin rises by at most that much. A cylinder whose margin, so bounded, is
+    still negative is skipped without reading the replicas; most are.
+    """
+    B = order.shape[1]
+    D = Y.shape[1]
+    R = Y.shape[2]
+    n_int = hi.shape[0]
+    acc = np.zeros((D + 1, R), total.dtype)  # the window's cumulative cases by day: acc[d] = days before d
+    run = np.zeros(R, total.dtype)
+    bound = np.zeros(n_int, np.int64)  # an upper bound of each interval's margin
+    out = np.empty((1024, 5), np.int64)
+    n = 0
+    for b in range(B):
+        acc[:] = 0
+        for k in range(sizes[b]):
+            site = order[k, b]
+            run[:] = 0
+            for d in range(D):
+                for r in range(R):
+                    run[r] += Y[site, d, r]
+                    acc[d + 1, r] += run[r]
+            for j in range(n_int):
+                if k > 0:
+                    grown = bound[j] + site_max[site, j]
+                    if grown < 0:
+                        bound[j] = grown
+                        continue
+                q = bins[k, b, j]
+                need = coarse[q // step]
+                top = acc[hi[j]]
+                bottom = acc[lo[j]]
+                margin = np.int64(-(1 << 62))
+                for r in range(R):  # branch-free, vectorized
+                    m = np.int64(top[r]) - np.int64(bottom[r]) - np.int64(need[r])
+                    margin = m if m > margin else margin
+                bound[j] = margin
+                if margin < 0:
+                    continue
+                for r in range(R):
+                    c = top[r] - bottom[r]
+                    if c >= need[r] and c >= tables[rows[r], q]:
+                        if n == out.shape[0]:
+                            out = _grow(out, n)
+                        out[n, 0] = k
+                        out[n, 1] = b
+                        out[n, 2] = j
+                        out[n, 3] = r
+                        out[n, 4] = c
+                        n += 1
+    return out[:n]
+
+
+def narrowest(counts: np.ndarray) -> np.ndarray:
+    """``counts`` (unsigned) in the narrowest unsigned type that holds its largest value."""
+    top = int(counts.max(initial=0))
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if top <= np.iinfo(dtype).max:
+            return counts.astype(dtype, copy=False)
+    return counts
