@@ -73,6 +73,7 @@ from .privacy import (
     mask_text_series,
     protect_card_array,
     sensitive_column_reason,
+    take_sorted,
 )
 
 REJECTED_COLUMNS = ("table", "file", "line", "column", "value", "reason", "row")
@@ -809,7 +810,14 @@ def _problem(column: str, mask: pd.Series | np.ndarray, raw: pd.Series,
     pos = np.flatnonzero(np.asarray(mask, dtype=bool))
     if not len(pos):
         return []
-    return [_Problem(column, pos, [message(v) for v in raw.iloc[pos].tolist()])]
+    return [_Problem(column, pos, [message(v) for v in _values_at(raw, pos)])]
+
+
+def _values_at(values: pd.Series, rows: np.ndarray) -> list:
+    """``values.iloc[rows].tolist()`` for increasing ``rows``; Arrow strings a chunk at a time."""
+    if isinstance(values.array, pd.arrays.ArrowStringArray):
+        return _to_pandas(take_sorted(pa.array(values.array), rows)).tolist()
+    return values.iloc[rows].tolist()
 
 
 def _strings(s: pd.Series, trim: bool = True, strip: bool = True) -> pd.Series:
@@ -1064,8 +1072,8 @@ def _owner_problems(own: _Owner, typed: pd.DataFrame, parent: pd.DataFrame,
         return []
     reasons = [f"{own.via.split('_')[0]} {_show(t)} belongs to "
                f"{own.column.split('_')[0]} {_show(e)}, not {_show(a)}"
-               for t, e, a in zip(typed[own.via].iloc[pos].tolist(),
-                                  owners.iloc[at[pos]].tolist(), actual.iloc[pos].tolist())]
+               for t, e, a in zip(_values_at(typed[own.via], pos), owners.iloc[at[pos]].tolist(),
+                                  _values_at(actual, pos))]
     return [_Problem(own.column, pos, reasons)]
 
 
@@ -1196,7 +1204,8 @@ def _cell_text(value: object) -> str | None:
 
 def _raw_rows(table: pa.Table, positions: np.ndarray) -> list[dict[str, str | None]]:
     """The masked text of whole raw rows."""
-    sub = _to_pandas(table.take(positions)).astype(object)
+    rows = pa.table([take_sorted(c, positions) for c in table.columns], names=table.column_names)
+    sub = _to_pandas(rows).astype(object)
     names = [mask_text(str(c)) for c in sub.columns]
     return [dict(zip(names, map(_cell_text, row))) for row in sub.itertuples(index=False)]
 

@@ -135,15 +135,27 @@ def _first_values(arr: _Arrow, indices: _Arrow) -> pa.Array:
     first = np.empty(len(codes), dtype=bool)
     first[:1] = codes[:1] >= 0
     np.greater(codes[1:], seen[:-1], out=first[1:])
-    rows = np.flatnonzero(first)
-    if isinstance(arr, pa.Array):
-        return arr.take(pa.array(rows))
-    # chunk by chunk (a take across chunks would first copy them all into one)
-    starts = np.cumsum([0] + [len(c) for c in arr.chunks])
+    return take_sorted(arr, np.flatnonzero(first))
+
+
+def take_sorted(values: _Arrow, rows: np.ndarray) -> pa.Array:
+    """The values at increasing positions ``rows``, taken chunk by chunk.
+
+    (Arrow's take across the chunks of a chunked array first copies them all
+    into one array.)
+
+    Examples
+    --------
+    >>> take_sorted(pa.chunked_array([["a", "b"], ["c"]]), np.array([1, 2])).to_pylist()
+    ['b', 'c']
+    """
+    if isinstance(values, pa.Array):
+        return values.take(pa.array(rows, pa.int64()))
+    starts = np.cumsum([0] + [len(c) for c in values.chunks])
     cuts = np.searchsorted(rows, starts)
-    return pa.concat_arrays([chunk.take(pa.array(rows[lo:hi] - start))
-                             for chunk, start, lo, hi in zip(arr.chunks, starts, cuts, cuts[1:])]
-                            or [pa.array([], arr.type)])
+    return pa.concat_arrays([chunk.take(pa.array(rows[lo:hi] - start, pa.int64()))
+                             for chunk, start, lo, hi in zip(values.chunks, starts, cuts, cuts[1:])]
+                            or [pa.array([], values.type)])
 
 
 def _digit_keys(arr: _Arrow) -> _Arrow | None:

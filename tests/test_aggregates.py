@@ -135,7 +135,10 @@ def on_duckdb(case):
 @pytest.mark.slow
 def test_steps_on_spark_equal_duckdb_on_the_case_study(case, on_duckdb, spark_engine):
     ds, moment = case
-    got = _steps(spark_engine, ds, moment, on_duckdb["incidents"])
+    try:
+        got = _steps(spark_engine, ds, moment, on_duckdb["incidents"])
+    finally:
+        spark_engine.close()  # the session is shared: release the tables this test cached
     for name in ("merchant", "terminal", "cells", "candidates"):
         pd.testing.assert_frame_equal(got[name], on_duckdb[name], check_exact=True, obj=name)
     assert got["merchant"].attrs["link_errors_known"] and len(got["cells"]) > 1000

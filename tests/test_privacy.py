@@ -305,3 +305,15 @@ def test_holds_any_byte_sees_only_the_values_bytes():
     assert not holds_any_byte(arr.slice(1), b"=")  # the "=" lies before the slice
     assert not holds_any_byte(pa.array([None, ""], pa.string()), b"=")
     assert holds_any_byte(pa.chunked_array([arr.slice(1), arr.slice(0, 1)]), b"=D")
+
+
+def test_take_sorted_across_chunks_equals_take():
+    import numpy as np
+
+    from analysis.privacy import take_sorted
+
+    chunked = pa.chunked_array([["a", "b", "c"], [], ["d"], ["e", "f"]])
+    rows = np.array([0, 2, 3, 5])
+    assert take_sorted(chunked, rows).to_pylist() == chunked.take(pa.array(rows)).to_pylist()
+    assert take_sorted(chunked, np.array([], np.int64)).to_pylist() == []
+    assert take_sorted(pa.array([1, 2, 3]), np.array([1])).to_pylist() == [2]
