@@ -140,6 +140,10 @@ _REPLICA_ELEMENTS = 1 << 28
 _PARALLEL_WORK = 1 << 27
 #: Population bins per row of the coarse minimum-case table the compiled kernel compares first.
 _COARSE_BINS = 16
+#: LLR levels with a minimum-case table, for skipping cylinders of the observed data.
+_LADDER = np.concatenate([[0.0], 2.0 ** np.arange(-4.0, 14.0, 0.25)])
+#: Relative difference allowed between compiled and numpy LLRs of the same cylinder.
+_LLR_TOLERANCE = 1e-9
 #: Replicas drawn from one child of the seed.
 _SEED_BLOCK = 64
 #: Elements of one call to the random generator (int64 draws).
@@ -856,16 +860,39 @@ class _CentreBest:
 
 
 def _observed(design: _Design, thresholds: _CaseThresholds, plan: _Plan, n_jobs: int, progress: _Progress) -> _CentreBest:
-    """Best cylinder of every centre in the observed data (the replica code path with one replica)."""
-    Y = design.padded(design.sites.cases[:, :, None], design.dtype)
-    fixed = _Cutoffs.of(np.zeros(1), thresholds)
+    """Best cylinder of every centre in the observed data.
+
+    The compiled :func:`analysis.scan_kernel.centre_candidates` finds, per
+    centre, the few cylinders whose LLR may be its largest; their exact LLRs
+    are computed here and offered in the order :func:`_cylinder_sums` yields
+    cylinders, so ties go to the same cylinder as a full numpy scan
+    (:func:`_scan_chunk` with threshold 0) would choose.
+    """
+    from .scan_kernel import centre_candidates, narrowest
+
+    S = design.sites.n
+    Y = np.zeros((S + 1, design.days.stop - design.days.start), np.uint64)
+    Y[:-1] = design.sites.cases[:, design.days]
+    Y = narrowest(Y)
+    ladder = np.unique(thresholds.levels(_LADDER))
+    rows, tables = thresholds.rows(ladder)
+    tables = np.ascontiguousarray(tables[rows])
+    hi, lo = design.interval_bounds
+    total = np.zeros((), design.dtype)
 
     def scan_hand(chunks: list[np.ndarray]) -> list[tuple[np.ndarray, _CentreBest]]:
         out = []
         for centres in chunks:
+            order = design.windows.block(centres, pad=S)
+            sizes = design.windows.sizes[centres]
+            pops = _chunk_populations(design, order, np.arange(len(order))[:, None] < sizes[None, :])
+            found = centre_candidates(Y, total, order, sizes, hi, lo, pops, thresholds.bins(pops), tables, ladder,
+                                      design.model == "poisson", float(design.C), float(design.N),
+                                      _LLR_TOLERANCE)
+            k, b, j, c = found[_yield_order(design, order.shape, found[:, 0], found[:, 2])].T
+            cand = _Candidates(k, b, j, np.zeros_like(k), c.astype(design.dtype), pops[k, b, j])
             local = _CentreBest.empty(len(centres))
-            for cand in _scan_chunk(design, thresholds, centres, Y, fixed):
-                local.offer(cand, np.asarray(design.llr(cand.c, cand.n)))
+            local.offer(cand, np.asarray(design.llr(cand.c, cand.n)))
             out.append((centres, local))
             progress.update()
         return out
@@ -876,6 +903,21 @@ def _observed(design: _Design, thresholds: _CaseThresholds, plan: _Plan, n_jobs:
         for centres, local in hand:
             best.update(centres, local)
     return best
+
+
+def _yield_order(design: _Design, shape: tuple[int, int], k: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Sort of cylinders ``(k, j)`` of a (K, B) chunk into the order :func:`_cylinder_sums` yields them (R = 1).
+
+    Blocks of prefixes, then (prefix sums) runs of intervals, then prefix, then
+    interval; centres do not matter (each keeps its own best).
+    """
+    K, B = shape
+    days = 1 if design.T == 1 else design.days.stop - design.days.start + (0 if design.ends_together else 1)
+    block = k // max(1, min(K, _BLOCK_ELEMENTS // (B * days)))
+    if design.T == 1 or design.ends_together:
+        return np.lexsort((j, k, block))
+    run = np.repeat(np.arange(len(design.runs)), [j1 - j0 for j0, j1, _, _ in design.runs])
+    return np.lexsort((j, k, run[j], block))
 
 
 class _ReplicaBest:

@@ -152,6 +152,104 @@ def replica_candidates(Y, total, order, sizes, hi, lo, bins, coarse, step, table
     return out[:n]
 
 
+@njit(cache=True, nogil=True)
+def _xlog(a, b):  # pragma: no cover - compiled
+    return a * np.log(a / b) if a > 0 else 0.0
+
+
+@njit(cache=True, nogil=True)
+def llr_approx(poisson, c, n, C, N):  # pragma: no cover - compiled
+    """The scan's LLR (``analysis.scan._llr``) in compiled code; equal to it up to rounding.
+
+    Returns -1 for a window that is not high-rate.
+    """
+    if poisson:
+        E = C * n / N
+        if not c > E:
+            return -1.0
+        return max(_xlog(c, E) + _xlog(C - c, C - E), 0.0)
+    nn = N - n
+    if not c * nn > (C - c) * n:
+        return -1.0
+    v = (_xlog(c, n) + _xlog(n - c, n) + _xlog(C - c, nn) + _xlog(nn - (C - c), nn)
+         - _xlog(C, N) - _xlog(N - C, N))
+    return max(v, 0.0)
+
+
+@njit(cache=True, nogil=True)
+def centre_candidates(Y, total, order, sizes, hi, lo, pops, bins, tables, ladder, poisson, C, N,
+                      tolerance):  # pragma: no cover - compiled
+    """The cylinders of each centre whose LLR may be the centre's largest (observed data).
+
+    Parameters
+    ----------
+    Y : ndarray, shape (S + 1, D)
+        Cases per site and scanned day; row S is zeros.
+    total, order, sizes, hi, lo, bins
+        As for :func:`replica_candidates`.
+    pops : ndarray, shape (K, B, I)
+        Population of every cylinder.
+    tables : ndarray, shape (len(ladder), bins + 1)
+        Minimum cases per bin for an LLR of at least ``ladder[i]``.
+    ladder : ndarray
+        Increasing LLR levels, the first 0.
+    poisson : bool
+    C, N : float
+        Total cases and population.
+    tolerance : float
+        Relative rounding allowance between this LLR and numpy's.
+
+    Returns
+    -------
+    ndarray, shape (n, 4), int64
+        Rows ``(k, b, j, c)``: every high-rate cylinder whose LLR here is within
+        ``tolerance`` of the largest LLR its centre had reached when it was
+        met. Whatever the exact LLRs (numpy's) are, the largest of each centre
+        is among them, with all its ties.
+
+    Notes
+    -----
+    A cylinder is skipped without its LLR when its cases are below the minimum
+    for the highest ladder level under the centre's best so far.
+    """
+    B = order.shape[1]
+    D = Y.shape[1]
+    acc = np.zeros(D + 1, total.dtype)
+    out = np.empty((1024, 4), np.int64)
+    n = 0
+    for b in range(B):
+        acc[:] = 0
+        best = 0.0
+        level = 0
+        for k in range(sizes[b]):
+            site = order[k, b]
+            run = acc[0] - acc[0]
+            for d in range(D):
+                run += Y[site, d]
+                acc[d + 1] += run
+            for j in range(hi.shape[0]):
+                q = bins[k, b, j]
+                c = acc[hi[j]] - acc[lo[j]]
+                if c < tables[level, q]:
+                    continue
+                v = llr_approx(poisson, float(c), pops[k, b, j], C, N)
+                if v < 0.0 or v < best - tolerance * max(best, 1.0):
+                    continue
+                if n == out.shape[0]:
+                    out = _grow(out, n)
+                out[n, 0] = k
+                out[n, 1] = b
+                out[n, 2] = j
+                out[n, 3] = c
+                n += 1
+                if v > best:
+                    best = v
+                    floor = best - 2.0 * tolerance * max(best, 1.0)
+                    while level + 1 < ladder.shape[0] and ladder[level + 1] <= floor:
+                        level += 1
+    return out[:n]
+
+
 def narrowest(counts: np.ndarray) -> np.ndarray:
     """``counts`` (unsigned) in the narrowest unsigned type that holds its largest value."""
     top = int(counts.max(initial=0))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from analysis import scan as sc
-from analysis.scan_kernel import narrowest, replica_candidates, site_interval_maxima
+from analysis.scan_kernel import llr_approx, narrowest, replica_candidates, site_interval_maxima
 
 CASES = [  # sites, days, model, prospective, radius km
     (30, 1, "bernoulli", False, None),
@@ -92,3 +92,64 @@ def test_site_interval_maxima_brute_force():
 def test_growing_bins_never_rise():
     bins = np.array([[[3]], [[2]], [[5]], [[4]]])
     np.testing.assert_array_equal(sc._growing(bins).ravel(), [2, 2, 4, 4])
+
+
+def _numpy_observed(design):
+    """Each centre's best cylinder by the full numpy scan (threshold 0), as before the kernel."""
+    thresholds = sc._CaseThresholds(design)
+    Y = design.padded(design.sites.cases[:, :, None], design.dtype)
+    fixed = sc._Cutoffs.of(np.zeros(1), thresholds)
+    best = sc._CentreBest.empty(design.sites.n)
+    for centres in np.array_split(np.flatnonzero(design.windows.sizes > 0), 4):
+        local = sc._CentreBest.empty(len(centres))
+        for cand in sc._scan_chunk(design, thresholds, centres, Y, fixed):
+            local.offer(cand, np.asarray(design.llr(cand.c, cand.n)))
+        best.update(centres, local)
+    return best
+
+
+@pytest.mark.parametrize("trial", range(len(CASES)))
+def test_observed_best_equals_the_full_numpy_scan_ties_included(trial):
+    S, T, model, prospective, radius = CASES[trial]
+    rng = np.random.default_rng(trial)
+    lat, lon = 31 + rng.random(S) * 0.05, 121 + rng.random(S) * 0.05
+    pop = rng.integers(1, 40, size=(S, T)).astype(float)
+    pop[rng.random((S, T)) < 0.3] = 0.0  # empty site-days: neighbouring windows and intervals tie
+    cases = rng.binomial(pop.astype(int), 0.15).astype(np.int64)
+    intervals = sc._intervals(T, 1, max(1, T // 2), prospective)
+    design = sc._design(model, lat, lon, cases, pop, 0.5, radius, intervals, 2)
+    thresholds = sc._CaseThresholds(design)
+    plan = sc._Plan.of(design, 0, 1, 1)
+    got = sc._observed(design, thresholds, plan, 1, sc._Progress(0, False))
+    want = _numpy_observed(design)
+    np.testing.assert_array_equal(got.llr, want.llr)
+    np.testing.assert_array_equal(got.k, want.k)
+    np.testing.assert_array_equal(got.j, want.j)
+    assert (got.llr > 0).any()
+
+
+def test_compiled_llr_agrees_with_numpy():
+    rng = np.random.default_rng(5)
+    C, N = 300.0, 20_000.0
+    n = rng.uniform(1, N / 2, 500)
+    c = np.minimum(rng.poisson(C * n / N * 1.5), C)
+    for poisson, model in ((True, "poisson"), (False, "bernoulli")):
+        want = sc._llr(model, c, n, C, N)
+        got = np.array([llr_approx(poisson, float(a), float(b), C, N) for a, b in zip(c, n)])
+        high = got >= 0
+        np.testing.assert_allclose(got[high], want[high], rtol=1e-12, atol=1e-12)
+        assert np.all(want[~high] == 0)
+
+
+def test_observed_ties_across_window_sizes_and_lengths_go_where_numpy_puts_them():
+    """Window {A} over days 0-1 ties window {A, X} over day 0: numpy's order meets the shorter interval first."""
+    lat = np.array([31.0, 31.001, 31.3, 31.31])  # A, X beside it, two far sites
+    lon = np.array([121.0, 121.0, 121.3, 121.31])
+    pop = np.array([[10.0, 10.0, 10.0], [10.0, 100.0, 0.0], [200.0, 200.0, 200.0], [200.0, 200.0, 200.0]])
+    cases = np.array([[6, 6, 0], [6, 0, 0], [4, 4, 4], [4, 4, 4]])
+    design = sc._design("poisson", lat, lon, cases, pop, 0.5, None, sc._intervals(3, 1, 2, False), 2)
+    got = sc._observed(design, sc._CaseThresholds(design), sc._Plan.of(design, 0, 1, 1), 1, sc._Progress(0, False))
+    want = _numpy_observed(design)
+    a = int(np.flatnonzero(design.sites.lat == 31.0)[0])
+    assert want.k[a] == 1 and design.n_days[want.j[a]] == 1  # the tie, as numpy resolves it
+    np.testing.assert_array_equal([got.llr, got.k, got.j], [want.llr, want.k, want.j])
