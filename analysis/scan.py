@@ -138,8 +138,6 @@ _BLOCK_ELEMENTS = 1 << 18
 _REPLICA_ELEMENTS = 1 << 28
 #: Cylinders x replicas below which one process does all the work.
 _PARALLEL_WORK = 1 << 27
-#: Population bins per row of the coarse minimum-case table the compiled kernel compares first.
-_COARSE_BINS = 16
 #: LLR levels with a minimum-case table, for skipping cylinders of the observed data.
 _LADDER = np.concatenate([[0.0], 2.0 ** np.arange(-4.0, 14.0, 0.25)])
 #: Relative difference allowed between compiled and numpy LLRs of the same cylinder.
@@ -681,15 +679,6 @@ class _Cutoffs:
     tables: np.ndarray  # (levels, bins + 1) minimum cases
     lowest: int  # row of the lowest threshold
 
-    @functools.cached_property
-    def coarse(self) -> np.ndarray:
-        """(bins // _COARSE_BINS + 1, R): each replica's minimum at the first bin of every run of bins.
-
-        Minima grow with the bin, so this is a lower bound for the whole run;
-        replicas are contiguous, for the compiled kernel's first comparison.
-        """
-        return np.ascontiguousarray(self.tables[:, ::_COARSE_BINS][self.rows].T)
-
     @classmethod
     def of(cls, best: np.ndarray, thresholds: _CaseThresholds) -> _Cutoffs:
         levels = thresholds.levels(best)
@@ -921,16 +910,27 @@ def _yield_order(design: _Design, shape: tuple[int, int], k: np.ndarray, j: np.n
 
 
 class _ReplicaBest:
-    """Running maxima of some replicas, and the cutoffs derived from them."""
+    """Running maxima of some replicas, and the minimum cases per bin they imply.
+
+    ``need[q, r]`` is the fewest cases a cylinder of population bin ``q`` needs to
+    beat replica ``r``'s maximum so far (replicas contiguous, for the compiled
+    kernel); only the columns of replicas whose threshold level moved are
+    rewritten on a merge.
+    """
 
     def __init__(self, R: int, thresholds: _CaseThresholds):
         self.thresholds = thresholds
         self.best = np.zeros(R)
         self.cutoffs = _Cutoffs.of(self.best, thresholds)
+        self.need = np.ascontiguousarray(self.cutoffs.tables[self.cutoffs.rows].T)
 
     def merge(self, local: np.ndarray) -> None:
         np.maximum(self.best, local, out=self.best)
+        old = self.cutoffs.rows
         self.cutoffs = _Cutoffs.of(self.best, self.thresholds)
+        moved = np.flatnonzero(self.cutoffs.rows != old)
+        if len(moved):
+            self.need[:, moved] = self.cutoffs.tables[self.cutoffs.rows[moved]].T
 
 
 def _scan_replicas(design: _Design, thresholds: _CaseThresholds, X: np.ndarray, chunks, state: _ReplicaBest,
@@ -953,9 +953,7 @@ def _scan_replicas(design: _Design, thresholds: _CaseThresholds, X: np.ndarray, 
         valid = np.arange(len(order))[:, None] < sizes[None, :]
         pops = _chunk_populations(design, order, valid)
         bins = _growing(thresholds.bins(pops))
-        cut = state.cutoffs
-        k, b, j, r, c = replica_candidates(X, total, order, sizes, hi, lo, bins, cut.coarse, _COARSE_BINS, cut.tables,
-                                           cut.rows, site_max).T
+        k, b, j, r, c = replica_candidates(X, total, order, sizes, hi, lo, bins, state.need, site_max).T
         local = np.zeros(X.shape[2])
         np.maximum.at(local, r, design.llr(c.astype(design.dtype), pops[k, b, j]))
         state.merge(local)

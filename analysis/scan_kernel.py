@@ -25,9 +25,10 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
-def _grow(out: np.ndarray, n: int) -> np.ndarray:
-    bigger = np.empty((2 * out.shape[0], out.shape[1]), out.dtype)
-    bigger[:n] = out[:n]
+def _grow(a: np.ndarray, n: int, extra: int) -> np.ndarray:  # pragma: no cover - compiled
+    """``a`` with its first ``n`` rows kept and room for at least ``extra`` more."""
+    bigger = np.empty((2 * a.shape[0] + extra,) + a.shape[1:], a.dtype)
+    bigger[:n] = a[:n]
     return bigger
 
 
@@ -59,8 +60,7 @@ def site_interval_maxima(Y, hi, lo):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def replica_candidates(Y, total, order, sizes, hi, lo, bins, coarse, step, tables, rows,
-                       site_max):  # pragma: no cover - compiled
+def replica_candidates(Y, total, order, sizes, hi, lo, bins, need, site_max):  # pragma: no cover - compiled
     """Cylinders and replicas whose case count reaches the replica's minimum.
 
     Parameters
@@ -79,29 +79,26 @@ def replica_candidates(Y, total, order, sizes, hi, lo, bins, coarse, step, table
     bins : ndarray, shape (K, B, I)
         Population bin of every cylinder (``_CaseThresholds.bins``),
         nondecreasing along K (windows grow).
-    coarse : ndarray, shape (bins // step + 1, R)
-        ``coarse[q // step, r]`` is at most replica ``r``'s minimum in bin ``q``
-        (minima grow with the bin): the first comparison of each cylinder.
-    step : int
-    tables, rows : ndarray
-        ``tables[rows[r], q]``: replica ``r``'s minimum cases in bin ``q``.
+    need : ndarray, shape (bins + 1, R)
+        ``need[q, r]``: the fewest cases with which a cylinder of bin ``q`` may
+        beat replica ``r``'s maximum; nondecreasing in ``q``.
     site_max : ndarray, shape (S + 1, I)
         :func:`site_interval_maxima` of ``Y``.
 
     Returns
     -------
     ndarray, shape (n, 5), int64
-        Rows ``(k, b, j, r, c)`` with ``c >= tables[rows[r], bins[k, b, j]]``,
-        in the order k, j, r within each centre b.
+        Rows ``(k, b, j, r, c)`` with ``c >= need[bins[k, b, j], r]``, in the
+        order k, j, r within each centre b.
 
     Notes
     -----
-    The margin of a cylinder is ``max_r (cases_r - coarse minimum_r)``; a
-    cylinder can hold candidates only if it is >= 0. When a window grows by one
-    site its minimum cannot fall (its population does not), and no replica's
-    count rises by more than the site's largest count in the interval, so the
-    margin rises by at most that much. A cylinder whose margin, so bounded, is
-    still negative is skipped without reading the replicas; most are.
+    The margin of a cylinder is ``max_r (cases_r - need_r)``; it holds
+    candidates only if the margin is >= 0. When a window grows by one site its
+    minima cannot fall (its population does not), and no replica's count rises
+    by more than the site's largest count in the interval, so the margin rises
+    by at most that much. A cylinder whose margin, so bounded, is still
+    negative is skipped without reading the replicas; most are.
     """
     B = order.shape[1]
     D = Y.shape[1]
@@ -110,7 +107,9 @@ def replica_candidates(Y, total, order, sizes, hi, lo, bins, coarse, step, table
     acc = np.zeros((D + 1, R), total.dtype)  # the window's cumulative cases by day: acc[d] = days before d
     run = np.zeros(R, total.dtype)
     bound = np.zeros(n_int, np.int64)  # an upper bound of each interval's margin
-    out = np.empty((1024, 5), np.int64)
+    where = np.empty((1 << 14, 3), np.int64)  # candidates: (k, b, j), replica, cases
+    reps = np.empty(1 << 14, np.int64)
+    cases = np.empty(1 << 14, np.int64)
     n = 0
     for b in range(B):
         acc[:] = 0
@@ -127,29 +126,32 @@ def replica_candidates(Y, total, order, sizes, hi, lo, bins, coarse, step, table
                     if grown < 0:
                         bound[j] = grown
                         continue
-                q = bins[k, b, j]
-                need = coarse[q // step]
+                floor = need[bins[k, b, j]]
                 top = acc[hi[j]]
                 bottom = acc[lo[j]]
                 margin = np.int64(-(1 << 62))
                 for r in range(R):  # branch-free, vectorized
-                    m = np.int64(top[r]) - np.int64(bottom[r]) - np.int64(need[r])
+                    m = np.int64(top[r]) - np.int64(bottom[r]) - np.int64(floor[r])
                     margin = m if m > margin else margin
                 bound[j] = margin
                 if margin < 0:
                     continue
-                for r in range(R):
+                if n + R > reps.shape[0]:
+                    where, reps, cases = _grow(where, n, R), _grow(reps, n, R), _grow(cases, n, R)
+                first = n
+                for r in range(R):  # written for every replica, kept (n advanced) for candidates
                     c = top[r] - bottom[r]
-                    if c >= need[r] and c >= tables[rows[r], q]:
-                        if n == out.shape[0]:
-                            out = _grow(out, n)
-                        out[n, 0] = k
-                        out[n, 1] = b
-                        out[n, 2] = j
-                        out[n, 3] = r
-                        out[n, 4] = c
-                        n += 1
-    return out[:n]
+                    reps[n] = r
+                    cases[n] = c
+                    n += c >= floor[r]
+                where[first:n, 0] = k
+                where[first:n, 1] = b
+                where[first:n, 2] = j
+    out = np.empty((n, 5), np.int64)
+    out[:, :3] = where[:n]
+    out[:, 3] = reps[:n]
+    out[:, 4] = cases[:n]
+    return out
 
 
 @njit(cache=True, nogil=True)
@@ -236,7 +238,7 @@ def centre_candidates(Y, total, order, sizes, hi, lo, pops, bins, tables, ladder
                 if v < 0.0 or v < best - tolerance * max(best, 1.0):
                     continue
                 if n == out.shape[0]:
-                    out = _grow(out, n)
+                    out = _grow(out, n, 1)
                 out[n, 0] = k
                 out[n, 1] = b
                 out[n, 2] = j

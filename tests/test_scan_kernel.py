@@ -26,6 +26,10 @@ def _design(trial: int, S: int, T: int, model: str, prospective: bool, radius):
     return sc._design(model, lat, lon, cases, pop, 0.5, radius, intervals, 2)
 
 
+def _need(cutoffs):
+    return np.ascontiguousarray(cutoffs.tables[cutoffs.rows].T)
+
+
 @pytest.mark.parametrize("trial", range(len(CASES)))
 @pytest.mark.parametrize("level", [0.0, 1.5, 4.0])
 def test_kernel_candidates_equal_the_numpy_path(trial, level):
@@ -48,7 +52,7 @@ def test_kernel_candidates_equal_the_numpy_path(trial, level):
         valid = np.arange(len(order))[:, None] < sizes[None, :]
         bins = sc._growing(thresholds.bins(sc._chunk_populations(design, order, valid)))
         got = replica_candidates(narrowest(raw), np.zeros((), design.dtype), order, sizes, hi, lo, bins,
-                                 cutoffs.coarse, sc._COARSE_BINS, cutoffs.tables, cutoffs.rows,
+                                 _need(cutoffs),
                                  site_interval_maxima(raw, hi, lo))
         want = np.column_stack([numpy_path.k, numpy_path.b, numpy_path.j, numpy_path.r, numpy_path.c]).astype(np.int64)
         key = np.lexsort(want.T[::-1])
@@ -68,7 +72,7 @@ def test_kernel_reads_only_the_given_prefixes():
     bins = thresholds.bins(sc._chunk_populations(design, order, np.ones(order.shape, bool)))
     hi, lo = design.interval_bounds
     one = replica_candidates(X, np.zeros((), design.dtype), order, np.ones(len(centres), np.intp), hi, lo, bins,
-                             cutoffs.coarse, sc._COARSE_BINS, cutoffs.tables, cutoffs.rows,
+                             _need(cutoffs),
                              site_interval_maxima(X, hi, lo))
     assert len(one) and set(one[:, 0]) == {0}
 
@@ -153,3 +157,23 @@ def test_observed_ties_across_window_sizes_and_lengths_go_where_numpy_puts_them(
     a = int(np.flatnonzero(design.sites.lat == 31.0)[0])
     assert want.k[a] == 1 and design.n_days[want.j[a]] == 1  # the tie, as numpy resolves it
     np.testing.assert_array_equal([got.llr, got.k, got.j], [want.llr, want.k, want.j])
+
+
+def test_replica_minima_follow_merges():
+    design = _design(3, *CASES[3])
+    thresholds = sc._CaseThresholds(design)
+    state = sc._ReplicaBest(6, thresholds)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        state.merge(rng.uniform(0, 6, 6))
+        np.testing.assert_array_equal(state.need, _need(state.cutoffs))
+
+
+def test_grow_keeps_rows_and_makes_room():
+    from analysis.scan_kernel import _grow
+
+    a = np.arange(6, dtype=np.int64).reshape(3, 2)
+    g = _grow(a, 2, 5)
+    assert g.shape == (11, 2) and np.array_equal(g[:2], a[:2])
+    v = _grow(np.arange(3, dtype=np.int64), 3, 1)
+    assert v.shape == (7,) and np.array_equal(v[:3], [0, 1, 2])
