@@ -74,6 +74,7 @@ from .evidence import (
     FEATURE_DAYS,
     WRONG_ACCOUNT_RETURNS,
     Thresholds,
+    incident_feature_batches_on,
     incident_features_on,
     reconciled_for_engine,
 )
@@ -959,6 +960,7 @@ def classify_on(
     window_minutes: float = 10,
     thresholds: Thresholds | None = None,
     rules: tuple[Rule, ...] = RULES,
+    batch_rows: int | None = 250_000,
 ) -> pd.DataFrame:
     """:func:`classify` for data that lives in an engine.
 
@@ -974,6 +976,9 @@ def classify_on(
         The moment the ``reconciled`` table was made for (naive means Asia/Shanghai).
     window_minutes, thresholds, rules
         As for :func:`classify`.
+    batch_rows : int or None
+        Incidents whose evidence is held in pandas at once (the output is the
+        same whatever it is); None: all.
 
     Returns
     -------
@@ -1004,22 +1009,20 @@ def classify_on(
     """
     th = thresholds or Thresholds()
     has_events, has_settlements = engine.has("terminal_events"), engine.has("settlements")
-    f = incident_features_on(
+    batches = incident_feature_batches_on(
         engine,
         window_minutes=window_minutes,
         thresholds=th,
         has_events=has_events,
         has_settlements=has_settlements,
+        batch_rows=batch_rows,
     )
-    return _decide(
-        f,
-        as_of=to_local_time(as_of),
-        window_minutes=window_minutes,
-        thresholds=th,
-        rules=rules,
-        has_events=has_events,
-        has_settlements=has_settlements,
-    )
+    moment = to_local_time(as_of)
+    parts = [_decide(f, as_of=moment, window_minutes=window_minutes, thresholds=th, rules=rules,
+                     has_events=has_events, has_settlements=has_settlements) for f in batches]
+    out = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+    out.attrs.update(parts[0].attrs)
+    return out
 
 
 def _decide(

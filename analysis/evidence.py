@@ -55,6 +55,7 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -629,6 +630,33 @@ def incident_features_on(
     --------
     See the module docstring.
     """
+    batches = incident_feature_batches_on(engine, window_minutes=window_minutes, thresholds=thresholds,
+                                          has_events=has_events, has_settlements=has_settlements,
+                                          batch_rows=None)
+    return next(iter(batches))
+
+
+def incident_feature_batches_on(
+    engine: Engine,
+    *,
+    window_minutes: float = 10,
+    thresholds: Thresholds | None = None,
+    has_events: bool,
+    has_settlements: bool,
+    batch_rows: int | None = 250_000,
+) -> Iterator[pd.DataFrame]:
+    """:func:`incident_features_on`, ``batch_rows`` incidents at a time, in order.
+
+    The features are computed once into the engine table ``incident_features``
+    and fetched a slice at a time, so that pandas never holds the features of
+    millions of incidents at once (every later step on them is row by row).
+    ``batch_rows=None`` gives one batch. At least one batch is yielded (empty
+    when there is no incident).
+
+    Examples
+    --------
+    See the module docstring.
+    """
     th = thresholds or Thresholds()
     window_s = int(window_minutes * 60)
     order_by = "_row" if "_row" in engine.columns("reconciled") else "t, txn_id"
@@ -643,7 +671,14 @@ def incident_features_on(
         has_events=has_events,
         has_settlements=has_settlements,
     )
-    return flags(_to_frame(engine.fetch(sql)), th, window_s)
+    if batch_rows is None:
+        yield flags(_to_frame(engine.fetch(sql)), th, window_s)
+        return
+    engine.create_table("incident_features", sql)
+    n = engine.count("incident_features")
+    for lo in range(0, max(n, 1), batch_rows):
+        raw = engine.fetch(f"SELECT * FROM incident_features WHERE k > {lo} AND k <= {lo + batch_rows} ORDER BY k")
+        yield flags(_to_frame(raw), th, window_s)
 
 
 # --------------------------------------------------------------------------------------
@@ -701,6 +736,7 @@ __all__ = [
     "evidence_sql",
     "flags",
     "staging_sql",
+    "incident_feature_batches_on",
     "incident_features_on",
     "quantile_position",
     "reconciled_for_engine",
