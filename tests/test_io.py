@@ -664,3 +664,14 @@ def test_csv_writer_handles_empty_and_all_missing_time_columns(tmp_path):
     assert iso_times(empty).tolist() == []
     missing = pd.Series(pd.to_datetime([None, None]).tz_localize("Asia/Shanghai"))
     assert iso_times(missing).isna().all()
+
+
+def test_loading_leaves_arrows_default_memory_pool_as_it_was(tmp_path):
+    from analysis.io import load_dataset
+
+    before = pa.default_memory_pool().backend_name
+    load_dataset(Path(__file__).resolve().parents[1] / "data" / "case_study")
+    assert pa.default_memory_pool().backend_name == before
+    with pytest.raises(Exception):
+        load_dataset(tmp_path / "missing")
+    assert pa.default_memory_pool().backend_name == before
