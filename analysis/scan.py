@@ -565,6 +565,14 @@ def _pick(g: np.ndarray, days: np.ndarray) -> np.ndarray:
     return np.take(g, days, axis=2)
 
 
+def _chunk_cylinders(design: _Design, centres: np.ndarray, prefixes: int | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A chunk's neighbour block (K, B) (the first ``prefixes`` windows), windows per centre, populations (K, B, I)."""
+    order = design.windows.block(centres, pad=design.sites.n)[:prefixes]
+    sizes = np.minimum(design.windows.sizes[centres], len(order))
+    return order, sizes, _chunk_populations(design, order, np.arange(len(order))[:, None] < sizes[None, :])
+
+
 def _chunk_populations(design: _Design, order: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Population of every cylinder of a chunk: (K, B, I); inf for invalid windows."""
     n = np.empty((len(order), order.shape[1], len(design.first_day)))
@@ -714,9 +722,7 @@ def _scan_chunk(
     that pass with their replica's own. Only integer comparisons are
     made here; candidates come in batches.
     """
-    order = design.windows.block(centres, pad=design.sites.n)
-    valid = np.arange(len(order))[:, None] < design.windows.sizes[centres][None, :]
-    pops = _chunk_populations(design, order, valid)  # (K, B, I)
+    order, _, pops = _chunk_cylinders(design, centres)
     bins = thresholds.bins(pops)
     lowest = cutoffs.tables[cutoffs.lowest][bins]
     found: list[_Candidates] = []
@@ -872,9 +878,7 @@ def _observed(design: _Design, thresholds: _CaseThresholds, plan: _Plan, n_jobs:
     def scan_hand(chunks: list[np.ndarray]) -> list[tuple[np.ndarray, _CentreBest]]:
         out = []
         for centres in chunks:
-            order = design.windows.block(centres, pad=S)
-            sizes = design.windows.sizes[centres]
-            pops = _chunk_populations(design, order, np.arange(len(order))[:, None] < sizes[None, :])
+            order, sizes, pops = _chunk_cylinders(design, centres)
             found = centre_candidates(Y, total, order, sizes, hi, lo, pops, thresholds.bins(pops), tables, ladder,
                                       design.model == "poisson", float(design.C), float(design.N),
                                       _LLR_TOLERANCE)
@@ -948,10 +952,7 @@ def _scan_replicas(design: _Design, thresholds: _CaseThresholds, X: np.ndarray, 
     # for the bound on margins as windows grow (one-site windows need none)
     site_max = site_interval_maxima(X, hi, lo) if prefixes != 1 else np.zeros((len(X), len(hi)), np.int32)
     for centres in chunks:
-        order = design.windows.block(centres, pad=design.sites.n)[:prefixes]
-        sizes = np.minimum(design.windows.sizes[centres], len(order))
-        valid = np.arange(len(order))[:, None] < sizes[None, :]
-        pops = _chunk_populations(design, order, valid)
+        order, sizes, pops = _chunk_cylinders(design, centres, prefixes)
         bins = _growing(thresholds.bins(pops))
         k, b, j, r, c = replica_candidates(X, total, order, sizes, hi, lo, bins, state.need, site_max).T
         local = np.zeros(X.shape[2])
