@@ -44,8 +44,15 @@ CALENDAR = china_calendar(2025, 2026)
 # Comparing with the loader
 # ---------------------------------------------------------------------------------
 def canonical(engine, name: str) -> pd.DataFrame:
-    """A canonical table fetched from an engine, sorted by every column."""
+    """A canonical table fetched from an engine, sorted by every column.
+
+    ``_row`` orders the transactions as their file does: the engine keeps each
+    row's number in the file (rejected rows leave gaps), the frames' their
+    position, so the two are compared as ranks.
+    """
     frame = engine.fetch(f"SELECT * FROM {name}")
+    if "_row" in frame.columns:
+        frame["_row"] = frame["_row"].rank(method="first").astype("int64") - 1
     return frame.sort_values(list(frame.columns), ignore_index=True)
 
 
@@ -238,6 +245,11 @@ def test_typed_bad_rows_equal_the_loader(duck, tmp_path):
         assert text in reasons
     amounts = duck.fetch("SELECT txn_id, amount FROM transactions ORDER BY txn_id")
     assert amounts["amount"].tolist()[:4] == [128.5, 0.12, 0.14, 2.68]  # ties to even, as numpy
+    rows = duck.fetch("SELECT _row, file_line FROM src_transactions ORDER BY _row")
+    rejected = got.rejected.loc[got.rejected["table"] == "transactions", "line"]
+    assert (rows["_row"] + 2 == rows["file_line"]).all()  # _row: the row's number in its file
+    assert set(rows["file_line"]).isdisjoint(rejected) and len(rows) + len(rejected) == 16
+    assert duck.count("ld_repeats_transactions") == 1  # the duplicate txn_id, left out by the view
 
 
 def test_text_columns_are_converted_like_the_loader(duck, tmp_path):

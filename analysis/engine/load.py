@@ -83,7 +83,8 @@ from .validate import (
 
 #: Column of ``src_<table>`` holding each used row's line in its file.
 LINE_COLUMN = "file_line"
-#: Column of ``src_transactions``: the used row's position (0, 1, ...) in file order.
+#: Column of ``src_transactions``: the row's 0-based number in its file (orders the used rows
+#: as the file does; numbers of rejected rows are missing from it).
 POSITION = "_row"
 _FORMATS = ("csv", "parquet")
 _PADS = f"{PREFIX}hmac"
@@ -322,12 +323,16 @@ class _TableLoader:
         self.raw = f"{PREFIX}raw_{spec.name}"
         self.chk = f"{PREFIX}chk_{spec.name}"
         self.temp: list[str] = []
+        self.kept: list[str] = []  # helper tables the view src_<table> reads
         self.read = pq.ParquetFile(file).metadata.num_rows
 
     def run(self) -> _Loaded:
         """Check the file, create ``src_<table>`` and its view, word the rejected rows."""
         try:
             return self._run()
+        except BaseException:
+            _drop(self.engine, self.kept)
+            raise
         finally:
             _drop(self.engine, self.temp)
 
@@ -346,10 +351,9 @@ class _TableLoader:
             self._register_pads()
         self.step(f"{name}: checking rows")
         _create_table(self.engine, self.chk, checked_sql(plan, self.raw, _PADS))
-        self.temp.append(self.chk)
         dups = self._duplicates(plan)
         flags = self._rejected_flags(plan, dups)
-        self._create_used(plan, dups, [f[ROW] for f in flags])
+        self._create_used(plan, dups)
         self._create_rejected_keys(dups)
         self.engine.create_view(name, canonical_sql(self.spec, self.engine.columns(f"src_{name}")))
         self.step(f"{name}: wording rejected rows")
@@ -471,9 +475,14 @@ class _TableLoader:
             if not (col.unique and col.name in plan.modes):
                 continue
             name = f"{PREFIX}dup_{self.spec.name}_{col.name}"
+            v, valid = f"v_{col.name}", f"{FLAGS} = 0 AND v_{col.name} IS NOT NULL"
+            # Keys are grouped by their hash first (an integer: far cheaper to group
+            # than millions of strings); only rows whose hash repeats are grouped by key.
             _create_table(self.engine, name, (
-                f"SELECT v_{col.name} AS k, min({ROW}) AS first_row FROM {self.chk} "
-                f"WHERE {FLAGS} = 0 AND v_{col.name} IS NOT NULL GROUP BY v_{col.name} HAVING count(*) > 1"))
+                f"WITH hits AS (SELECT hash({v}) AS h FROM {self.chk} WHERE {valid} "
+                f"GROUP BY hash({v}) HAVING count(*) > 1) "
+                f"SELECT {v} AS k, min({ROW}) AS first_row FROM {self.chk} "
+                f"WHERE {valid} AND hash({v}) IN (SELECT h FROM hits) GROUP BY {v} HAVING count(*) > 1"))
             self.temp.append(name)
             dups[col.name] = name
         return dups
@@ -485,22 +494,30 @@ class _TableLoader:
                               for i in range(len(dups)))
         return joins, f"COALESCE({repeats}, FALSE)" if dups else "FALSE"
 
-    def _create_used(self, plan, dups: dict[str, str], rejected: list[int]) -> None:
+    def _create_used(self, plan, dups: dict[str, str]) -> None:
+        """``src_<table>``: a view of the checked rows that break no rule and repeat no key.
+
+        The checked table is kept as it is (no copy of millions of rows): the
+        view filters on the flags and, when some valid rows repeat a key, leaves
+        out those rows (listed in a small table).
+        """
         joins, repeats = self._dup_sql(dups)
         cols = [f"c.v_{c} AS {c}" for c in self.spec.column_names]
         cols += [f"c.{TOKEN_COLUMN}"] if plan.token else []
         if POSITION in EXTRA_COLUMNS.get(self.spec.name, ()):
-            cols.append(f"c.{ROW} AS {POSITION}" if not rejected else f"c.{ROW} - g.shift AS {POSITION}")
-            if rejected:
-                segments, size = _segments(np.asarray(rejected), self.read)
-                name = f"{PREFIX}gaps_{self.spec.name}"
-                self.engine.register_frame(name, segments)
-                self.temp.append(name)
-                joins += (f" JOIN {name} g ON g.bucket = c.{ROW} // {size} "
-                          f"AND c.{ROW} BETWEEN g.lo AND g.hi")
+            cols.append(f"c.{ROW} AS {POSITION}")
         cols.append(f"c.{ROW} + {FIRST_LINE} AS {LINE_COLUMN}")
-        _create_table(self.engine, f"src_{self.spec.name}", (
-            f"SELECT {', '.join(cols)} FROM {self.chk} c {joins} WHERE c.{FLAGS} = 0 AND NOT {repeats}"))
+        where = f"c.{FLAGS} = 0"
+        if dups:
+            name = f"{PREFIX}repeats_{self.spec.name}"
+            _create_table(self.engine, name, f"SELECT c.{ROW} AS r FROM {self.chk} c {joins} WHERE {repeats}")
+            if self.engine.count(name):
+                where += f" AND NOT EXISTS (SELECT 1 FROM {name} x WHERE x.r = c.{ROW})"
+                self.kept.append(name)
+            else:
+                self.temp.append(name)
+        self.kept.append(self.chk)
+        self.engine.create_view(f"src_{self.spec.name}", f"SELECT {', '.join(cols)} FROM {self.chk} c WHERE {where}")
 
     def _create_rejected_keys(self, dups: dict[str, str]) -> None:
         """Key -> line of the first rejected row with it, for the cascade's reasons."""
@@ -614,31 +631,6 @@ def _drop(engine: Engine, names: list[str]) -> None:
             views = engine.con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = ?",
                                        [name]).fetchall()
             engine.con.execute(f"DROP {'VIEW' if views[0][0] else 'TABLE'} IF EXISTS {name}")
-
-
-def _segments(rejected: np.ndarray, n_rows: int) -> tuple[pa.Table, int]:
-    """Runs of used rows between rejected ones, to number the used rows without a window.
-
-    A used row ``r`` lies in one run ``lo <= r <= hi``, after ``shift`` rejected
-    rows, so its position among the used rows is ``r - shift``. Runs are listed
-    per bucket of ``size`` rows (about one rejected row per bucket) so that an
-    equality join on the bucket finds a row's run among a few.
-
-    Examples
-    --------
-    >>> table, size = _segments(np.array([1, 2]), 6)   # rows 0 and 3-5 are used
-    >>> size, table.to_pydict()
-    (3, {'bucket': [0, 1], 'lo': [0, 3], 'hi': [0, 5], 'shift': [0, 2]})
-    """
-    r = np.unique(rejected)
-    size = max(1, -(-n_rows // len(r)))
-    lo, hi = np.concatenate([[0], r + 1]), np.concatenate([r - 1, [n_rows - 1]])
-    keep = lo <= hi
-    lo, hi, shift = lo[keep], hi[keep], np.arange(len(r) + 1)[keep]
-    first, reps = lo // size, hi // size - lo // size + 1
-    seg = np.repeat(np.arange(len(lo)), reps)
-    bucket = first[seg] + np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)
-    return pa.table({"bucket": bucket, "lo": lo[seg], "hi": hi[seg], "shift": shift[seg]}), size
 
 
 __all__ = ["EngineDataset", "LINE_COLUMN", "load_on_engine"]
