@@ -57,6 +57,8 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -413,7 +415,7 @@ def _resolve(
         kept = kept.drop(drop)
 
 
-def _fit_words(row: pd.Series) -> str:
+def _fit_words(row: Mapping) -> str:
     """How the amount and time fit, in words."""
     words = f"amount {row['amount_how']}"
     if pd.notna(row["txn_time"]):
@@ -423,7 +425,7 @@ def _fit_words(row: pd.Series) -> str:
     return f"{words}, {before} before the ticket (no time stated)"
 
 
-def _matched_text(row: pd.Series, incidents: dict, others: int) -> dict:
+def _matched_text(row: Mapping, incidents: dict, others: int) -> dict:
     """cause, next_step, note and outcome for a ticket with a matched transaction (None = empty)."""
     fit = _fit_words(row) + (
         f"; {others} other candidate{'s' if others != 1 else ''}" if others else ""
@@ -450,12 +452,18 @@ def _matched_text(row: pd.Series, incidents: dict, others: int) -> dict:
     return {"cause": None, "next_step": step, "note": note, "outcome": outcome}
 
 
-def _unmatched_note(ticket: pd.Series, dropped: pd.DataFrame, winners: pd.Series) -> str:
-    """Why a ticket has no candidate left."""
-    lost = dropped[dropped["ticket_id"].eq(ticket["ticket_id"])]
-    if len(lost):
-        ids = ", ".join(f"{t} (matched by {winners.get(t, '?')})" for t in lost["txn_id"])
-        return f"its candidates are better matched by other tickets: {ids}"
+def _listed(pairs: pd.DataFrame, word) -> dict:
+    """Per ticket, its pairs worded by ``word`` and joined by commas (in the pairs' order)."""
+    if pairs.empty:
+        return {}
+    text = pd.Series([word(r) for r in pairs.itertuples(index=False)], index=pairs.index)
+    return text.groupby(pairs["ticket_id"].to_numpy(), sort=False).agg(", ".join).to_dict()
+
+
+def _unmatched_note(ticket: Mapping, lost: str | None) -> str:
+    """Why a ticket has no candidate left (``lost``: its candidates other tickets matched, worded)."""
+    if lost:
+        return f"its candidates are better matched by other tickets: {lost}"
     kind = KIND_TXN_TYPE.get(ticket["kind"], ticket["kind"])
     when = (
         f"within the time window of {pd.Timestamp(ticket['txn_time']):%Y-%m-%d %H:%M}"
@@ -572,46 +580,51 @@ def match_tickets_on(
 
 def _match(complaints: pd.DataFrame, pairs: pd.DataFrame, incidents: pd.DataFrame, tie_ratio: float,
            clear_share: float) -> pd.DataFrame:
-    """One output row per complaint from its scored candidates (:func:`match_tickets`, *Returns*)."""
-    counts = pairs.groupby("ticket_id").size()
+    """One output row per complaint from its scored candidates (:func:`match_tickets`, *Returns*).
+
+    Every per-ticket lookup is a dictionary built once (tens of thousands of
+    tickets: no per-ticket frame selection).
+    """
+    counts = pairs.groupby("ticket_id").size().to_dict()
     ranked, leaders, dropped = _resolve(pairs, tie_ratio, clear_share)
     winners = leaders.loc[leaders["clear_lead"], "txn_id"]
     winner_of = pd.Series(winners.index, index=winners.to_numpy())
     winner_of = winner_of[~winner_of.index.duplicated()]
 
-    groups = dict(tuple(ranked.groupby("ticket_id")))
+    sizes = ranked.groupby("ticket_id").size().to_dict()
+    best_of = leaders.to_dict("index")
+    unclear = leaders.index[~leaders["clear_lead"].to_numpy(dtype=bool)]
+    near = ranked[ranked["ticket_id"].isin(unclear)]
+    near = near[near["likelihood"].to_numpy() * tie_ratio
+                > leaders.loc[near["ticket_id"], "likelihood"].to_numpy()]
+    tied = _listed(near, lambda r: f"{r.txn_id} ({r.share:.2f})")
+    lost = _listed(dropped, lambda r: f"{r.txn_id} (matched by {winner_of.get(r.txn_id, '?')})")
     chosen = incidents[incidents["txn_id"].isin(pd.unique(leaders["txn_id"]))].drop_duplicates(
         "txn_id"
     )
     incidents_by_id = chosen.set_index("txn_id")[["cause", "next_step"]].to_dict("index")
     rows = []
-    for _, ticket in complaints.iterrows():
+    for ticket in complaints.to_dict("records"):
         tid = ticket["ticket_id"]
         out = dict.fromkeys(OUTPUT_COLUMNS)
         out.update(ticket_id=tid, candidates=int(counts.get(tid, 0)), match_score=0.0)
-        if tid in leaders.index and leaders.loc[tid, "clear_lead"]:
-            best = leaders.loc[tid]
-            others = len(groups[tid]) - 1
-            out.update(_matched_text(best, incidents_by_id, others))
+        best = best_of.get(tid)
+        if best is not None and best["clear_lead"]:
+            out.update(_matched_text(best, incidents_by_id, sizes[tid] - 1))
             out.update(
                 txn_id=best["txn_id"], match_score=float(best["share"]), match_status="matched"
             )
-        elif tid in leaders.index:
-            best = leaders.loc[tid]
-            mine = groups[tid]
-            tied = mine[mine["likelihood"] * tie_ratio > best["likelihood"]]
-            tied_shares = zip(tied["txn_id"], tied["share"], strict=True)
-            listed = ", ".join(f"{t} ({s:.2f})" for t, s in tied_shares)
+        elif best is not None:
             out.update(
                 next_step=NEXT_STEP_AMBIGUOUS,
                 match_status="ambiguous",
-                note=f"nearly tied candidates (share): {listed}",
+                note=f"nearly tied candidates (share): {tied.get(tid, '')}",
             )
         else:
             out.update(
                 next_step=NEXT_STEP_UNMATCHED,
                 match_status="unmatched",
-                note=_unmatched_note(ticket, dropped, winner_of),
+                note=_unmatched_note(ticket, lost.get(tid)),
             )
         rows.append(out)
     result = pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS))
