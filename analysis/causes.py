@@ -23,8 +23,10 @@ How it works
    cause, a confidence (raised or lowered by the evidence), an evidence template
    and the evidence phrases it adds. The contract's "Causes" table is the
    authority; the rules only add how much the evidence weighs.
-3. Only the evidence strings and next steps are formatted row by row, for
-   incidents only.
+3. **Text**: the evidence line (the rule's template plus its :data:`PHRASES`)
+   and the next step are built a column at a time (:mod:`analysis.phrasing`)
+   for the incidents each rule decides, formatting only the values those
+   incidents show — no Python work per incident beyond formatting values.
 
 Missing optional tables narrow what can be concluded and the output says so:
 without ``terminal_events`` link errors, reboots and batch uploads are unknown
@@ -53,11 +55,12 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from .contract import (
     CAUSES,
@@ -77,6 +80,22 @@ from .evidence import (
     incident_feature_batches_on,
     incident_features_on,
     reconciled_for_engine,
+)
+from .phrasing import (
+    Frame,
+    Rows,
+    Texts,
+    as_int,
+    cases,
+    concat,
+    day,
+    fill,
+    integers,
+    join,
+    lookup,
+    plural,
+    text,
+    truthy,
 )
 from .reconcile import calendar_for, default_as_of, reconcile, to_local_time
 from .workdays import WorkCalendar, to_business_date
@@ -193,17 +212,8 @@ def _with_dtypes_of(f: pd.DataFrame, reconciled: pd.DataFrame) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------------------
-# Evidence phrases (row by row, incidents only)
+# Evidence phrases (column-wise, over the incidents one rule decides)
 # --------------------------------------------------------------------------------------
-
-
-def _day(value) -> str:
-    return "" if pd.isna(value) else str(pd.Timestamp(value).date())
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
 
 _LINK_LABELS = {
     "timeout": "timeout",
@@ -213,153 +223,260 @@ _LINK_LABELS = {
 }
 
 
-def _ph_reversal(r: Mapping) -> str:
-    reason = r["eff_reason"]
-    meaning = REVERSAL_REASON_MEANINGS.get(reason, "unknown reason")
-    if pd.isna(r["response_code"]) and r["reversal"] == "none":
-        return "no response reached the terminal and no reversal was recorded (单边账 risk)"
-    head = "no response reached the terminal; " if pd.isna(r["response_code"]) else ""
-    if r["outcome"] == "reversal_failed":
-        return (
-            f"{head}reversal {reason} ({meaning}) never acknowledged: "
-            "the card may be debited (单边账)"
-        )
-    return f"{head}reversal {reason} ({meaning}) sent and acknowledged"
-
-
-def _ph_terminal_link(r: Mapping) -> str:
-    parts = [
-        _plural(int(r[f"term_{k}_near"]), _LINK_LABELS[k])
-        for k in LINK_ERROR_EVENTS
-        if r[f"term_{k}_near"]
-    ]
-    if not parts:
-        return ""
-    return f"{', '.join(parts)} on terminal {r['terminal_id']} within ±{r['window_minutes']:g} min"
-
-
-def _ph_segment(r: Mapping) -> str:
-    if not r["has_events"]:
-        return ""
-    seg = r["network_segment"]
-    if r["seg_day_surge"]:
-        return (
-            f"segment {seg} at {r['seg_day_ratio']:.0f}× its usual link-error rate that day "
-            f"({r['seg_day_link']} vs usual {r['seg_usual']:g})"
-        )
-    others = int(r["seg_link_near"] - r["term_link_near"])
-    if r["seg_near_surge"] and others > 0:
-        return (
-            f"{_plural(int(r['seg_link_near']), 'link error')} on segment {seg} within "
-            f"±{r['window_minutes']:g} min ({others} on other terminals)"
-        )
-    return (
-        f"segment {seg}: {_plural(int(r['seg_day_link']), 'link error')} that day "
-        f"(usual {r['seg_usual']:g}, no surge)"
+def _ph_reversal(g: Frame) -> Texts:
+    silent = g["response_code"].isna().to_numpy() & truthy(g["reversal"] == "none")
+    return cases(
+        g,
+        (silent, "no response reached the terminal and no reversal was recorded (单边账 risk)"),
+        (
+            truthy(g["outcome"] == "reversal_failed"),
+            lambda h: _reversal(h, "never acknowledged: the card may be debited (单边账)"),
+        ),
+        (True, lambda h: _reversal(h, "sent and acknowledged")),
     )
 
 
-def _ph_no_events(r: Mapping) -> str:
-    return "" if r["has_events"] else "no terminal_events table: link errors could not be checked"
+def _reversal(h: Frame, fate: str) -> Texts:
+    """``[no response reached the terminal; ]reversal <reason> (<meaning>) <fate>``."""
+    reason = h["eff_reason"]
+    meaning = lookup(reason, lambda r: REVERSAL_REASON_MEANINGS.get(r, "unknown reason"))
+    head = cases(h, (h["response_code"].isna().to_numpy(), "no response reached the terminal; "))
+    return concat(head, "reversal ", text(reason), " (", text(meaning), ") ", fate)
 
 
-def _ph_burst(r: Mapping) -> str:
-    n = int(r["burst_segments"])
-    if n < 2:
-        return ""
-    tail = " (issuer or switch outage)" if r["burst"] else ""
-    return (
-        f"91/96 purchase declines on {n} network segments within ±{r['window_minutes']:g} min{tail}"
+def _ph_terminal_link(g: Frame) -> Texts:
+    counts = join([_link_errors(g, kind) for kind in LINK_ERROR_EVENTS], ", ")
+    line = concat(
+        counts, " on terminal ", text(g["terminal_id"]), " within ±", _minutes(g), " min"
+    )
+    return cases(g, (counts != "", line))
+
+
+def _link_errors(g: Frame, kind: str) -> Texts:
+    """``<n> <link error kind>[s]`` where the terminal had that kind of link error near."""
+    near = f"term_{kind}_near"
+    return cases(g, (truthy(g[near]), lambda h: plural(h[near], _LINK_LABELS[kind])))
+
+
+def _minutes(g: Frame) -> Texts:
+    return text(g["window_minutes"], "g")
+
+
+def _ph_segment(g: Frame) -> Texts:
+    others = g["seg_link_near"] - g["term_link_near"]
+    return cases(
+        g,
+        (~truthy(g["has_events"]), ""),
+        (truthy(g["seg_day_surge"]), _segment_surge),
+        (truthy(g["seg_near_surge"]) & truthy(others >= 1), _segment_near),  # int(others) > 0
+        (True, _segment_quiet),
     )
 
 
-def _ph_reboot(r: Mapping) -> str:
-    parts = []
-    if r["term_day_reboot"]:
-        parts.append(
-            f"terminal {r['terminal_id']} rebooted "
-            f"{_plural(int(r['term_day_reboot']), 'time')} that day"
-        )
-    if r["fw_outlier"]:
-        parts.append(
-            f"firmware {r['firmware']}: {int(r['fw_rebooted'])} of "
-            f"{int(r['fw_terminals'])} terminals "
-            f"rebooted ({r['fw_share']:.0%}) vs {r['fw_others_share']:.0%} on other firmware"
-        )
-    return "; ".join(parts)
-
-
-def _ph_mac_key(r: Mapping) -> str:
-    if not r["mac_key"] or r["near_link"]:
-        return ""
-    return (
-        f"terminal {r['terminal_id']} got A0/30 {r['term_a0']} times with no link errors near: "
-        "its MAC key may be out of step (sign the terminal in again)"
+def _segment_surge(h: Frame) -> Texts:
+    return concat(
+        "segment ", text(h["network_segment"]), " at ", text(h["seg_day_ratio"], ".0f"),
+        "× its usual link-error rate that day (", text(h["seg_day_link"]), " vs usual ",
+        text(h["seg_usual"], "g"), ")",
     )
 
 
-def _ph_pattern(r: Mapping) -> str:
-    if not r["m_returns"]:
-        return ""
-    head = (
-        f"{r['txn_type']} credits of merchant {r['merchant_id']} "
-        "returned for a wrong account or name"
-    )
-    if not r["m_pattern"]:
-        return f"{r['m_returns']} of {r['m_all_credits']} {head}: no merchant-wide pattern"
-    if r["m_last_return"] >= r["m_last_cleared"]:
-        span = f"since {_day(r['m_first_return'])}"
-    else:
-        span = f"from {_day(r['m_first_return'])} to {_day(r['m_last_return'])}"
-    return f"{r['m_returns']} of {r['m_credits']} {head} {span}"
-
-
-def _ph_clearing(r: Mapping) -> str:
-    if not r["clearing_known"] or not r["dark_days"]:
-        return ""
-    if r["dark_days"] == 1:
-        return f"terminal {r['terminal_id']} cleared none of its purchases that day"
-    return (
-        f"terminal {r['terminal_id']} cleared none of its purchases on "
-        f"{r['dark_days']} consecutive "
-        f"active days ({_day(r['dark_start'])} to {_day(r['dark_end'])})"
+def _segment_near(h: Frame) -> Texts:
+    return concat(
+        plural(h["seg_link_near"], "link error"), " on segment ", text(h["network_segment"]),
+        " within ±", _minutes(h), " min (", integers(h["seg_link_near"] - h["term_link_near"]),
+        " on other terminals)",
     )
 
 
-def _ph_uploads(r: Mapping) -> str:
-    if not r["has_events"]:
-        return ""
-    days = f"{r['business_day']} (+{r['upload_days'] - 1} d)"
-    parts = []
-    if r["term_upload_failed"]:
-        parts.append(
-            f"batch upload failed {_plural(int(r['term_upload_failed']), 'time')} "
-            f"on terminal {r['terminal_id']} around {days}"
-        )
-    elif r["term_upload_ok"]:
-        parts.append(f"batch uploaded OK on terminal {r['terminal_id']} around {days}")
-    elif r["uploads_recorded"]:
-        parts.append(f"no batch upload recorded for terminal {r['terminal_id']} around {days}")
-    if r["never_uploaded"]:
-        parts.append(f"terminal {r['terminal_id']} has no successful batch upload in the data")
-    if r["term_link_upload_days"]:
-        parts.append(
-            f"{_plural(int(r['term_link_upload_days']), 'link error')} on the terminal those days"
-        )
-    elif r["seg_surge_upload_days"]:
-        parts.append(
-            f"segment {r['network_segment']} far above its usual link-error rate those days"
-        )
-    else:
-        parts.append("no link errors on the terminal those days")
-    return "; ".join(parts)
+def _segment_quiet(h: Frame) -> Texts:
+    return concat(
+        "segment ", text(h["network_segment"]), ": ", plural(h["seg_day_link"], "link error"),
+        " that day (usual ", text(h["seg_usual"], "g"), ", no surge)",
+    )
 
 
-def _ph_no_settlements(r: Mapping) -> str:
-    return "" if r["clearing_known"] else "no settlements table: clearing and crediting unknown"
+def _ph_no_events(g: Frame) -> Texts:
+    return cases(
+        g, (~truthy(g["has_events"]), "no terminal_events table: link errors could not be checked")
+    )
 
 
-PHRASES: dict[str, Callable[[dict], str]] = {
+def _ph_burst(g: Frame) -> Texts:
+    return cases(g, (as_int(g["burst_segments"]) >= 2, _burst))
+
+
+def _burst(h: Frame) -> Texts:
+    tail = cases(h, (truthy(h["burst"]), " (issuer or switch outage)"))
+    return concat(
+        "91/96 purchase declines on ", integers(h["burst_segments"]),
+        " network segments within ±", _minutes(h), " min", tail,
+    )
+
+
+def _ph_reboot(g: Frame) -> Texts:
+    rebooted = cases(
+        g,
+        (
+            truthy(g["term_day_reboot"]),
+            lambda h: concat(
+                "terminal ", text(h["terminal_id"]), " rebooted ",
+                plural(h["term_day_reboot"], "time"), " that day",
+            ),
+        ),
+    )
+    return join([rebooted, cases(g, (truthy(g["fw_outlier"]), _firmware_outlier))], "; ")
+
+
+def _firmware_outlier(h: Frame) -> Texts:
+    return concat(
+        "firmware ", text(h["firmware"]), ": ", integers(h["fw_rebooted"]), " of ",
+        integers(h["fw_terminals"]), " terminals rebooted (", text(h["fw_share"], ".0%"),
+        ") vs ", text(h["fw_others_share"], ".0%"), " on other firmware",
+    )
+
+
+def _ph_mac_key(g: Frame) -> Texts:
+    return cases(
+        g,
+        (
+            truthy(g["mac_key"]) & ~truthy(g["near_link"]),
+            lambda h: concat(
+                "terminal ", text(h["terminal_id"]), " got A0/30 ", text(h["term_a0"]),
+                " times with no link errors near: "
+                "its MAC key may be out of step (sign the terminal in again)",
+            ),
+        ),
+    )
+
+
+def _ph_pattern(g: Frame) -> Texts:
+    returns = truthy(g["m_returns"])
+    return cases(
+        g,
+        (
+            returns & ~truthy(g["m_pattern"]),
+            lambda h: concat(
+                text(h["m_returns"]), " of ", text(h["m_all_credits"]), " ", _pattern_head(h),
+                ": no merchant-wide pattern",
+            ),
+        ),
+        (
+            returns,
+            lambda h: concat(
+                text(h["m_returns"]), " of ", text(h["m_credits"]), " ", _pattern_head(h), " ",
+                _return_span(h),
+            ),
+        ),
+    )
+
+
+def _pattern_head(h: Frame) -> Texts:
+    return concat(
+        text(h["txn_type"]), " credits of merchant ", text(h["merchant_id"]),
+        " returned for a wrong account or name",
+    )
+
+
+def _return_span(h: Frame) -> Texts:
+    """``since <first>`` while the merchant's returns go on, else ``from <first> to <last>``."""
+    return cases(
+        h,
+        (
+            truthy(h["m_last_return"] >= h["m_last_cleared"]),
+            lambda x: concat("since ", day(x["m_first_return"])),
+        ),
+        (
+            True,
+            lambda x: concat("from ", day(x["m_first_return"]), " to ", day(x["m_last_return"])),
+        ),
+    )
+
+
+def _ph_clearing(g: Frame) -> Texts:
+    dark = truthy(g["clearing_known"]) & truthy(g["dark_days"])
+    return cases(
+        g,
+        (
+            dark & truthy(g["dark_days"] == 1),
+            lambda h: concat(
+                "terminal ", text(h["terminal_id"]), " cleared none of its purchases that day"
+            ),
+        ),
+        (
+            dark,
+            lambda h: concat(
+                "terminal ", text(h["terminal_id"]), " cleared none of its purchases on ",
+                text(h["dark_days"]), " consecutive active days (", day(h["dark_start"]), " to ",
+                day(h["dark_end"]), ")",
+            ),
+        ),
+    )
+
+
+def _ph_uploads(g: Frame) -> Texts:
+    return cases(g, (truthy(g["has_events"]), _uploads))
+
+
+def _uploads(h: Frame) -> Texts:
+    """The terminal's batch uploads around the day and its line those days."""
+    uploads = cases(
+        h,
+        (
+            truthy(h["term_upload_failed"]),
+            lambda x: concat(
+                "batch upload failed ", plural(x["term_upload_failed"], "time"), " on"
+            ),
+        ),
+        (truthy(h["term_upload_ok"]), "batch uploaded OK on"),
+        (truthy(h["uploads_recorded"]), "no batch upload recorded for"),
+    )
+    around = concat(
+        uploads, " terminal ", text(h["terminal_id"]), " around ", text(h["business_day"]), " (+",
+        text(h["upload_days"] - 1), " d)",
+    )
+    batch = cases(h, (uploads != "", around))
+    never = cases(
+        h,
+        (
+            truthy(h["never_uploaded"]),
+            lambda x: concat(
+                "terminal ", text(x["terminal_id"]), " has no successful batch upload in the data"
+            ),
+        ),
+    )
+    line = cases(
+        h,
+        (
+            truthy(h["term_link_upload_days"]),
+            lambda x: concat(
+                plural(x["term_link_upload_days"], "link error"), " on the terminal those days"
+            ),
+        ),
+        (
+            truthy(h["seg_surge_upload_days"]),
+            lambda x: concat(
+                "segment ", text(x["network_segment"]),
+                " far above its usual link-error rate those days",
+            ),
+        ),
+        (True, "no link errors on the terminal those days"),
+    )
+    return join([batch, never, line], "; ")
+
+
+def _ph_no_settlements(g: Frame) -> Texts:
+    return cases(
+        g, (~truthy(g["clearing_known"]), "no settlements table: clearing and crediting unknown")
+    )
+
+
+#: Evidence phrases by name (:attr:`Rule.phrases`). Each takes the incidents one rule
+#: decides — :class:`analysis.phrasing.Rows` of the incident features with the display
+#: values the templates read (as :func:`classify` builds them), or a DataFrame with the
+#: same columns — and gives one phrase per incident, built a column at a time: an
+#: object array of ``str``, ``""`` where the evidence has nothing to say.
+PHRASES: dict[str, Callable[[Frame], Texts]] = {
     "reversal": _ph_reversal,
     "terminal_link": _ph_terminal_link,
     "segment": _ph_segment,
@@ -774,96 +891,113 @@ def _assign_rules(f: pd.DataFrame, rules: tuple[Rule, ...]) -> tuple[np.ndarray,
     return rule_idx, np.clip(confidence, 0.0, 1.0)
 
 
-def _display_columns(
-    f: pd.DataFrame, as_of: pd.Timestamp, window_minutes: float, th: Thresholds
-) -> pd.DataFrame:
-    """Formatted values the evidence and next-step templates use."""
-    fmt = lambda s: s.dt.strftime("%Y-%m-%d").fillna("")  # noqa: E731
-    credited_day = to_business_date(f["credited_at"])
-    return f.assign(
-        business_day=fmt(f["business_date"]),
-        deadline_day=fmt(f["deadline"]),
-        wait_until_day=fmt(f["wait_until"]),
-        cleared_day=fmt(f["cleared_date"]),
-        credited_day=fmt(credited_day),
-        as_of_day=str(as_of.date()),
-        amount_str=f["amount"].map("{:,.2f}".format),
-        code_meaning=f["response_code"].map(RESPONSE_CODES).fillna("unlisted code"),
-        declined_by=f["response_code"].map(DECLINE_CAUSES).map(_DECLINED_BY).fillna("the issuer"),
-        bank=f["payee_bank"]
+def _display_values(
+    as_of: pd.Timestamp, window_minutes: float, th: Thresholds
+) -> dict[str, Callable[[Rows], pd.Series | Texts]]:
+    """Formatted values the evidence and next-step templates use, by name: each computed
+    from the feature columns of the incidents whose text reads it (:class:`Rows`)."""
+    return {
+        "business_day": lambda r: day(r["business_date"]),
+        "deadline_day": lambda r: day(r["deadline"]),
+        "wait_until_day": lambda r: day(r["wait_until"]),
+        "cleared_day": lambda r: day(r["cleared_date"]),
+        "credited_day": lambda r: day(to_business_date(r["credited_at"])),
+        "as_of_day": lambda r: concat(str(as_of.date()), size=len(r)),
+        "amount_str": lambda r: text(r["amount"], ",.2f"),
+        "code_meaning": lambda r: lookup(
+            r["response_code"], lambda c: RESPONSE_CODES.get(c, "unlisted code")
+        ),
+        "declined_by": lambda r: lookup(
+            r["response_code"], lambda c: _DECLINED_BY.get(DECLINE_CAUSES.get(c), "the issuer")
+        ),
+        "bank": lambda r: r["payee_bank"]
         .astype(object)
         .where(
-            f["payee_bank"].notna() & f["txn_type"].eq("transfer"), "the merchant's settlement bank"
+            r["payee_bank"].notna() & r["txn_type"].eq("transfer"), "the merchant's settlement bank"
         ),
-        segment=f["network_segment"]
+        "segment": lambda r: r["network_segment"]
         .astype(object)
-        .where(f["network_segment"].notna(), "of the terminal"),
-        clearing_state=np.select(
-            [f["cleared_date"].notna(), f["clearing_known"]],
-            [
-                "cleared " + fmt(f["cleared_date"]) + ", credit pending",
-                "approved " + fmt(f["business_date"]) + ", not yet cleared",
-            ],
-            "approved " + fmt(f["business_date"]),
+        .where(r["network_segment"].notna(), "of the terminal"),
+        "clearing_state": _clearing_state,
+        "window_minutes": lambda r: pd.Series(np.full(len(r), window_minutes)),
+        "upload_days": lambda r: pd.Series(np.full(len(r), th.upload_days)),
+    }
+
+
+def _clearing_state(r: Rows) -> Texts:
+    """``cleared <day>, credit pending``, ``approved <day>, not yet cleared`` or
+    ``approved <day>``."""
+    return cases(
+        r,
+        (
+            r["cleared_date"].notna().to_numpy(),
+            lambda h: concat("cleared ", h["cleared_day"], ", credit pending"),
         ),
-        window_minutes=window_minutes,
-        upload_days=th.upload_days,
+        (
+            truthy(r["clearing_known"]),
+            lambda h: concat("approved ", h["business_day"], ", not yet cleared"),
+        ),
+        (True, lambda h: concat("approved ", h["business_day"])),
     )
 
 
-class _Rows:
-    """Row views over a frame whose columns are turned into lists only when a row reads them."""
-
-    def __init__(self, frame: pd.DataFrame) -> None:
-        self._frame = frame
-        self._lists: dict[str, list] = {}
-
-    def column(self, name: str) -> list:
-        if name not in self._lists:
-            self._lists[name] = self._frame[name].tolist()
-        return self._lists[name]
-
-    def __iter__(self):
-        return (_Row(self, i) for i in range(len(self._frame)))
+def _causes(f: pd.DataFrame, rule_idx: np.ndarray, rules: tuple[Rule, ...]) -> np.ndarray:
+    """Each incident's cause: its rule's, or for a rule without one its decline code's."""
+    causes = np.array([r.cause for r in rules], dtype=object)[rule_idx]
+    by_code = np.array([not r.cause for r in rules])[rule_idx]
+    if by_code.any():
+        codes = f["response_code"][by_code]
+        decided = lookup(codes, DECLINE_CAUSES.get)
+        unlisted = pd.isna(decided)
+        if unlisted.any():
+            raise KeyError(codes.iloc[np.flatnonzero(unlisted)[0]])
+        causes[by_code] = decided
+    return causes
 
 
-class _Row(Mapping):
-    """One incident's values by column name (with a few extra values set per row)."""
-
-    __slots__ = ("_rows", "_i", "extra")
-
-    def __init__(self, rows: _Rows, i: int) -> None:
-        self._rows, self._i, self.extra = rows, i, {}
-
-    def __getitem__(self, key: str):
-        if key in self.extra:
-            return self.extra[key]
-        try:
-            return self._rows.column(key)[self._i]
-        except KeyError:
-            raise KeyError(key) from None
-
-    def __iter__(self):
-        return iter(self._rows._frame.columns)
-
-    def __len__(self) -> int:
-        return len(self._rows._frame.columns)
+def _evidence_and_steps(
+    f: pd.DataFrame,
+    display: Mapping[str, Callable[[Rows], pd.Series | Texts]],
+    rule_idx: np.ndarray,
+    cause_codes: np.ndarray,
+    cause_names: np.ndarray,
+    rules: tuple[Rule, ...],
+) -> tuple[Texts, Texts]:
+    """The evidence lines and next steps, built a column at a time per rule and cause."""
+    evidence = np.empty(len(f), dtype=object)
+    steps = np.empty(len(f), dtype=object)
+    keys = pd.DataFrame({"rule": rule_idx, "cause": cause_codes})
+    for (i, c), positions in keys.groupby(["rule", "cause"], sort=False).indices.items():
+        rule, cause = rules[i], cause_names[c]
+        reversal = _ph_reversal if "{reversal_phrase}" in rule.evidence else _no_phrase
+        rows = Rows(f, positions, {**display, "reversal_phrase": reversal})
+        evidence[positions] = _evidence(rows, rule)
+        steps[positions] = _next_step(rows, cause, rule.next_step)
+    return evidence, steps
 
 
-def _next_step(row: _Row, cause: str, override: str | None) -> str:
-    """The next step: the rule's own template or the contract's, filled from the row."""
+def _no_phrase(rows: Rows) -> Texts:
+    return np.full(len(rows), "", dtype=object)
+
+
+#: Next-step template fields that read another value of the incidents.
+_STEP_ALIASES = {"wait_until": "wait_until_day", "terminal": "terminal_id"}
+
+
+def _next_step(rows: Rows, cause: str, override: str | None) -> Texts:
+    """The next steps: the rule's own template or the contract's, filled from the rows."""
     steps = CAUSES[cause].next_steps
-    row.extra.update(wait_until=row["wait_until_day"], terminal=row["terminal_id"])
-    text = (override or steps[0]).format_map(row)
-    if cause == "FRAUD_SUSPECTED" and row["amount"] >= FRAUD_POLICE_THRESHOLD and len(steps) > 1:
-        text = f"{text} {steps[1]}"
-    return text
+    step = fill(override or steps[0], rows, _STEP_ALIASES)
+    if cause == "FRAUD_SUSPECTED" and len(steps) > 1:
+        police = truthy(rows["amount"] >= FRAUD_POLICE_THRESHOLD)
+        step = cases(rows, (police, concat(step, f" {steps[1]}")), (True, step))
+    return step
 
 
-def _evidence(row: _Row, rule: Rule) -> str:
-    """The evidence line: the rule's template plus its non-empty phrases."""
-    parts = [rule.evidence.format_map(row)] + [PHRASES[p](row) for p in rule.phrases]
-    return "; ".join(p for p in parts if p)
+def _evidence(rows: Rows, rule: Rule) -> Texts:
+    """The evidence lines: the rule's template plus its non-empty phrases."""
+    parts = [fill(rule.evidence, rows), *(PHRASES[p](rows) for p in rule.phrases)]
+    return join(parts, "; ")
 
 
 OUTPUT_COLUMNS = (
@@ -1037,27 +1171,30 @@ def _decide(
 ) -> pd.DataFrame:
     """Apply the rules to the incident features and format evidence and next steps."""
     rule_idx, confidence = _assign_rules(f, rules)
-    f = _display_columns(f, as_of, window_minutes, thresholds)
-    causes, evidence, steps = [], [], []
-    for row, i in zip(_Rows(f), rule_idx, strict=True):
-        rule = rules[i]
-        cause = rule.cause or DECLINE_CAUSES[row["response_code"]]
-        row.extra["reversal_phrase"] = (
-            _ph_reversal(row) if "{reversal_phrase}" in rule.evidence else ""
-        )
-        causes.append(cause)
-        evidence.append(_evidence(row, rule))
-        steps.append(_next_step(row, cause, rule.next_step))
-    f["cause"] = pd.Series(causes, index=f.index, dtype="str")
-    f["confidence"] = confidence.round(3)
-    f["evidence"] = pd.Series(evidence, index=f.index, dtype="str")
-    f["next_step"] = pd.Series(steps, index=f.index, dtype="str")
-    f["cause_zh"] = f["cause"].map({k: c.zh for k, c in CAUSES.items()}).astype("str")
-    f["cause_en"] = f["cause"].map({k: c.en for k, c in CAUSES.items()}).astype("str")
-    f["rule"] = pd.Series([rules[i].name for i in rule_idx], index=f.index, dtype="str")
-    out = f[list(OUTPUT_COLUMNS)].reset_index(drop=True)
+    display = _display_values(as_of, window_minutes, thresholds)
+    cause_codes, cause_names = pd.factorize(_causes(f, rule_idx, rules))
+    evidence, steps = _evidence_and_steps(f, display, rule_idx, cause_codes, cause_names, rules)
+    out = f.assign(
+        cause=_str_column(cause_names, f.index, cause_codes),
+        confidence=confidence.round(3),
+        evidence=_str_column(evidence, f.index),
+        next_step=_str_column(steps, f.index),
+        cause_zh=_str_column([CAUSES[c].zh for c in cause_names], f.index, cause_codes),
+        cause_en=_str_column([CAUSES[c].en for c in cause_names], f.index, cause_codes),
+        # (rule_idx -1, no rule held, names the last rule, as rules[-1] would)
+        rule=_str_column([r.name for r in rules], f.index, rule_idx % max(len(rules), 1)),
+    )
+    out = out[list(OUTPUT_COLUMNS)].reset_index(drop=True)
     out.attrs.update(as_of=as_of, terminal_events=has_events, settlements=has_settlements)
     return out
+
+
+def _str_column(
+    texts: Sequence[str], index: pd.Index, codes: np.ndarray | None = None
+) -> pd.Series:
+    """``texts`` (or ``texts[codes]``) as a column of the default ``str`` dtype, made by Arrow."""
+    values = pa.array(texts, type=pa.large_string())
+    return pd.Series(values if codes is None else values.take(codes), index=index, dtype="str")
 
 
 __all__ = [

@@ -421,16 +421,19 @@ bursts AS (
   GROUP BY i.k
 ),
 cleared AS (
-  SELECT merchant_id, txn_type, cleared_day, credit_status, return_reason
+  SELECT merchant_id, txn_type, cleared_day, CAST(COUNT(*) AS BIGINT) AS n,
+    CAST(SUM(CASE WHEN credit_status = 'returned'
+      AND return_reason IN ({_strings(WRONG_ACCOUNT_RETURNS)}){returns_filter} THEN 1 ELSE 0 END)
+      AS BIGINT) AS returns
   FROM reconciled WHERE cleared_day IS NOT NULL
+  GROUP BY merchant_id, txn_type, cleared_day
 ),
 spans AS (
-  SELECT merchant_id, txn_type, CAST(COUNT(*) AS BIGINT) AS returns,
-    MIN(cleared_day) AS first_return, MAX(cleared_day) AS last_return
+  SELECT merchant_id, txn_type, CAST(SUM(returns) AS BIGINT) AS returns,
+    MIN(CASE WHEN returns > 0 THEN cleared_day END) AS first_return,
+    MAX(CASE WHEN returns > 0 THEN cleared_day END) AS last_return
   FROM cleared
-  WHERE credit_status = 'returned' AND return_reason IN ({_strings(WRONG_ACCOUNT_RETURNS)})
-    {returns_filter}
-  GROUP BY merchant_id, txn_type
+  GROUP BY merchant_id, txn_type HAVING SUM(returns) > 0
 ),
 patterns AS (
   SELECT p.*, CAST(p.returns AS DOUBLE) / p.credits >= {_num(th.pattern_min_share)}
@@ -438,8 +441,8 @@ patterns AS (
   FROM (
     SELECT s.merchant_id, s.txn_type, s.returns, s.first_return, s.last_return,
       CAST(SUM(CASE WHEN c.cleared_day BETWEEN s.first_return AND s.last_return
-        THEN 1 ELSE 0 END) AS BIGINT) AS credits,
-      CAST(COUNT(*) AS BIGINT) AS all_credits, MAX(c.cleared_day) AS last_cleared
+        THEN c.n ELSE 0 END) AS BIGINT) AS credits,
+      CAST(SUM(c.n) AS BIGINT) AS all_credits, MAX(c.cleared_day) AS last_cleared
     FROM spans AS s JOIN cleared AS c
       ON c.merchant_id = s.merchant_id AND c.txn_type = s.txn_type
     GROUP BY s.merchant_id, s.txn_type, s.returns, s.first_return, s.last_return) AS p
@@ -649,7 +652,7 @@ def incident_feature_batches_on(
 
     The features are computed once into the engine table ``incident_features``
     and fetched a slice at a time, so that pandas never holds the features of
-    millions of incidents at once (every later step on them is row by row).
+    millions of incidents at once (their text is built a batch at a time).
     ``batch_rows=None`` gives one batch. At least one batch is yielded (empty
     when there is no incident).
 
