@@ -437,7 +437,7 @@ class _Data:
     last_complete: int  # index in days of the last complete day
     last_settled: int = -1  # index of the last day whose outcomes are all but final (see _last_settled)
     min_merchants: int = 3
-    _rates: dict = field(default_factory=dict, repr=False, compare=False)  # memo of _type_rates
+    _rates: dict = field(default_factory=dict, repr=False, compare=False)  # memo of _memo
 
     @property
     def n_days(self) -> int:
@@ -446,7 +446,9 @@ class _Data:
     @functools.cached_property
     def _arrays(self) -> dict[str, np.ndarray]:
         numeric = ["terminal", "merchant", "day", "transfer", "attempts", "cases", *FAULT_CAUSES]
-        return {c: self.cells[c].to_numpy() for c in numeric}
+        arrays = {c: self.cells[c].to_numpy() for c in numeric}
+        arrays["kind"] = arrays["transfer"].astype(np.intp)  # 0 purchase, 1 transfer: row of _type_rates
+        return arrays
 
     def column(self, name: str) -> np.ndarray:
         """A numeric column of the cells as a NumPy array."""
@@ -631,27 +633,46 @@ def _categorical(values: pd.Series, positions: pd.Series) -> pd.Categorical:
 _RATE_COLUMNS = ("cases", *FAULT_CAUSES)
 
 
-def _type_rates(data: _Data, active: np.ndarray) -> np.ndarray:
-    """Rates of cases and of each fault cause among active attempts, per type: shape (2, 1 + causes).
-
-    Memoized per ``active`` mask (a few masks are reused many times).
-    """
-    key = hashlib.blake2b(np.packbits(active).tobytes(), digest_size=16).digest()
+def _memo(data: _Data, active: np.ndarray, what: str, compute):
+    """``compute()`` memoized per ``active`` mask and ``what`` (a few masks are reused many times)."""
+    key = (hashlib.blake2b(np.packbits(active).tobytes(), digest_size=16).digest(), what)
     if key not in data._rates:
-        transfer = data.column("transfer").astype(int)
-        w = active.astype(float)
-        n = np.bincount(transfer, weights=data.column("attempts") * w, minlength=2)
-        c = np.stack([np.bincount(transfer, weights=data.column(k) * w, minlength=2) for k in _RATE_COLUMNS], 1)
-        if len(data._rates) > 64:
+        if len(data._rates) > 256:
             data._rates.clear()
-        data._rates[key] = np.divide(c, n[:, None], out=np.zeros_like(c), where=n[:, None] > 0)
+        data._rates[key] = compute()
     return data._rates[key]
 
 
-def _expected(data: _Data, active: np.ndarray, column: str = "cases") -> np.ndarray:
-    """Per cell: attempts x the rate of ``column`` among active cells of the same type."""
+def _type_rates(data: _Data, active: np.ndarray) -> np.ndarray:
+    """Rates of cases and of each fault cause among active attempts, per type: shape (2, 1 + causes)."""
+    def compute() -> np.ndarray:
+        kind, w = data.column("kind"), active.astype(float)
+        n = np.bincount(kind, weights=data.column("attempts") * w, minlength=2)
+        c = np.stack([np.bincount(kind, weights=data.column(k) * w, minlength=2) for k in _RATE_COLUMNS], 1)
+        return np.divide(c, n[:, None], out=np.zeros_like(c), where=n[:, None] > 0)
+
+    return _memo(data, active, "rates", compute)
+
+
+def _active_total(data: _Data, active: np.ndarray, column: str):
+    """Sum of a count column over the active cells (memoized)."""
+    return _memo(data, active, column, lambda: data.column(column)[active].sum())
+
+
+def _expected(data: _Data, active: np.ndarray, column: str = "cases", at: np.ndarray | None = None) -> np.ndarray:
+    """Per cell (of ``at``, a mask or positions, when given): attempts x the rate of ``column``
+    among active cells of the same type."""
     rates = _type_rates(data, active)[:, _RATE_COLUMNS.index(column)]
-    return data.column("attempts") * rates[data.column("transfer").astype(int)]
+    if at is None:
+        return data.column("attempts") * rates[data.column("kind")]
+    return data.column("attempts")[at] * rates[data.column("kind")[at]]
+
+
+def _is_member(data: _Data, members: np.ndarray) -> np.ndarray:
+    """Per cell: its merchant is one of ``members`` (merchant codes)."""
+    flag = np.zeros(len(data.merchants), dtype=bool)
+    flag[members] = True
+    return flag[data.column("merchant")]
 
 
 def _window_mask(data: _Data, window: tuple[int, int]) -> np.ndarray:
@@ -667,10 +688,10 @@ def _best_window(data: _Data, active: np.ndarray, group: np.ndarray, column: str
     """
     T = data.n_days
     day, cases, attempts = data.column("day"), data.column(column), data.column("attempts")
-    inside = group & active
+    inside = np.flatnonzero(group & active)
     c_day = np.bincount(day[inside], weights=cases[inside], minlength=T)
     n_day = np.bincount(day[inside], weights=attempts[inside], minlength=T)
-    C, N = float(cases[active].sum()), float(attempts[active].sum())
+    C, N = float(_active_total(data, active, column)), float(_active_total(data, active, "attempts"))
     cc, nn = np.concatenate([[0.0], np.cumsum(c_day)]), np.concatenate([[0.0], np.cumsum(n_day)])
     i, j = np.triu_indices(T)
     llr = llr_bernoulli(cc[j + 1] - cc[i], nn[j + 1] - nn[i], C, N)
@@ -1011,8 +1032,9 @@ def _window_verdicts(data: _Data, active: np.ndarray, alpha: float, level: float
 # =========================================================================== verdict
 
 
-def _per_merchant(data: _Data, mask: np.ndarray, values: np.ndarray) -> np.ndarray:
-    return np.bincount(data.column("merchant")[mask], weights=values[mask], minlength=len(data.merchants))
+def _per_merchant(data: _Data, at: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Sums per merchant code of ``values``, the values of the cells at positions ``at``."""
+    return np.bincount(data.column("merchant")[at], weights=values, minlength=len(data.merchants))
 
 
 def _excess_members(c: np.ndarray, e: np.ndarray) -> np.ndarray:
@@ -1046,7 +1068,8 @@ def _relative_risk(c: float, E: float, C: float) -> float:
 
 def _excess_by_cause(data: _Data, active: np.ndarray, mask: np.ndarray) -> dict[str, float]:
     """Observed minus expected cases of each fault cause in ``mask``."""
-    return {c: float(data.column(c)[mask].sum() - _expected(data, active, c)[mask].sum()) for c in FAULT_CAUSES}
+    at = np.flatnonzero(mask)
+    return {c: float(data.column(c)[at].sum() - _expected(data, active, c, at).sum()) for c in FAULT_CAUSES}
 
 
 def _dominant(data: _Data, active: np.ndarray, mask: np.ndarray) -> str:
@@ -1056,8 +1079,9 @@ def _dominant(data: _Data, active: np.ndarray, mask: np.ndarray) -> str:
 
 def _members_of(data: _Data, active: np.ndarray, mask: np.ndarray, cause: str) -> tuple[np.ndarray, float]:
     """Excess merchants for ``cause`` in ``mask`` and the spread p-value of the whole group."""
-    c = _per_merchant(data, mask, data.column(cause))
-    e = _per_merchant(data, mask, _expected(data, active, cause))
+    at = np.flatnonzero(mask)
+    c = _per_merchant(data, at, data.column(cause)[at])
+    e = _per_merchant(data, at, _expected(data, active, cause, at))
     seen = e > 0
     return _excess_members(c, e), _spread_p(c[seen], e[seen], data.min_merchants)
 
@@ -1071,21 +1095,23 @@ def _judge(data: _Data, active: np.ndarray, f: _Finding, level: float) -> _Verdi
     of another kind (a frozen account next to a faulty line) is not taken in.
     """
     group = f.group & active
-    merchant = data.column("merchant")
     window = f.window or _best_window(data, active, group)
-    cause = _dominant(data, active, group & _window_mask(data, window))
-    members, spread_p = _members_of(data, active, group & _window_mask(data, window), cause)
-    if len(members) and f.window is None:
-        window = _best_window(data, active, group & np.isin(merchant, members), cause)
-        members, spread_p = _members_of(data, active, group & _window_mask(data, window), cause)
     in_window = group & _window_mask(data, window)
-    inside = in_window & np.isin(merchant, members)
-    counts = {c: int(data.column(c)[inside].sum()) for c in FAULT_CAUSES}
-    cases, expected, attempts = data.column("cases"), _expected(data, active), data.column("attempts")
-    c_k = data.column(cause)[in_window].sum()
-    llr = llr_bernoulli(c_k, attempts[in_window].sum(), data.column(cause)[active].sum(), attempts[active].sum())
-    group_rr = c_k / max(_expected(data, active, cause)[in_window].sum(), 1e-12)
-    observed, E = int(cases[inside].sum()), float(expected[inside].sum())
+    cause = _dominant(data, active, in_window)
+    members, spread_p = _members_of(data, active, in_window, cause)
+    if len(members) and f.window is None:
+        window = _best_window(data, active, group & _is_member(data, members), cause)
+        in_window = group & _window_mask(data, window)
+        members, spread_p = _members_of(data, active, in_window, cause)
+    inside = in_window & _is_member(data, members)
+    at_window, at_inside = np.flatnonzero(in_window), np.flatnonzero(inside)
+    counts = {c: int(data.column(c)[at_inside].sum()) for c in FAULT_CAUSES}
+    cases, attempts = data.column("cases"), data.column("attempts")
+    c_k = data.column(cause)[at_window].sum()
+    llr = llr_bernoulli(c_k, attempts[at_window].sum(), _active_total(data, active, cause),
+                        _active_total(data, active, "attempts"))
+    group_rr = c_k / max(_expected(data, active, cause, at_window).sum(), 1e-12)
+    observed, E = int(cases[at_inside].sum()), float(_expected(data, active, "cases", at_inside).sum())
     k = data.min_merchants - 1
     return _Verdict(
         finding=f, window=window, members=members, inside=inside,
@@ -1093,7 +1119,7 @@ def _judge(data: _Data, active: np.ndarray, f: _Finding, level: float) -> _Verdi
         spread_p=spread_p,
         cause=cause,
         cause_counts={c: n for c, n in sorted(counts.items(), key=lambda kv: -kv[1]) if n},
-        observed=observed, expected=E, relative_risk=_relative_risk(observed, E, float(cases[active].sum())),
+        observed=observed, expected=E, relative_risk=_relative_risk(observed, E, float(_active_total(data, active, "cases"))),
         support=((" + ".join((*f.also, f.source)), f.p_value),), attributes=dict(f.attributes), llr=float(llr),
         scan=f.scan, localization=f.localization,
         notes=tuple(n for n in (f.note, f"without its {k} largest contributor{'s' * (k != 1)} the rest "
@@ -1239,7 +1265,7 @@ def _is_lone(data: _Data, active: np.ndarray, v: _Verdict, level: float) -> bool
     if not 0 < len(v.members) < data.min_merchants:
         return False
     c = data.column(v.cause)[v.inside].sum()
-    e = _expected(data, active, v.cause)[v.inside].sum()
+    e = _expected(data, active, v.cause, v.inside).sum()
     return e > 0 and poisson.sf(c - 1, e) * len(data.merchants) <= level
 
 

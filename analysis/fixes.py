@@ -554,6 +554,18 @@ def scope_mask(panel: pd.DataFrame, scope_type: str, scope_value: str,
     return panel[column].eq(scope_value).fillna(False).to_numpy(dtype=bool)
 
 
+class _ScopeMasks(dict):
+    """:func:`scope_mask` of one panel by ``(scope_type, scope_value)``, each computed once."""
+
+    def __init__(self, panel: pd.DataFrame, terminals: pd.DataFrame | None = None) -> None:
+        super().__init__()
+        self.panel, self.terminals = panel, terminals
+
+    def __missing__(self, key: tuple[str, str]) -> np.ndarray:
+        mask = self[key] = scope_mask(self.panel, key[0], key[1], self.terminals)
+        return mask
+
+
 def _control_mask(panel, treated, exclude_merchants, other_scopes) -> np.ndarray:
     """Units outside the scope whose merchant is not treated, excluded or in another fix's scope."""
     treated_merchants = panel.loc[treated, "merchant_id"].unique()
@@ -855,19 +867,44 @@ def _observed_cell_rates(num: np.ndarray, all_den: np.ndarray, cell: np.ndarray)
         return np.where(n > 0, tot / np.where(n > 0, n, 1), np.nan)
 
 
+def _resample_counts(rng: np.random.Generator, idx: np.ndarray, size: int, n_boot: int) -> np.ndarray:
+    """(n_boot, size) times each of ``idx`` is drawn when ``len(idx)`` draws are made with replacement.
+
+    Each row is Multinomial(len(idx), uniform over ``idx``); drawn as indices and
+    counted (a few replicates at a time: the draws of a big group are many).
+
+    Examples
+    --------
+    >>> w = _resample_counts(np.random.default_rng(0), np.array([0, 2]), 3, 4)
+    >>> w.sum(axis=1).tolist(), w[:, 1].tolist()
+    ([2.0, 2.0, 2.0, 2.0], [0.0, 0.0, 0.0, 0.0])
+    """
+    out = np.zeros((n_boot, size))
+    if not len(idx):
+        return out
+    step = max(1, (1 << 22) // len(idx))
+    for b0 in range(0, n_boot, step):
+        b1 = min(n_boot, b0 + step)
+        picks = idx[rng.integers(0, len(idx), size=(b1 - b0, len(idx)))]
+        flat = (picks + size * np.arange(b1 - b0)[:, None]).ravel()
+        out[b0:b1] = np.bincount(flat, minlength=(b1 - b0) * size).reshape(b1 - b0, size)
+    return out
+
+
 def _bootstrap(s: _Sums, omega: np.ndarray, *, alpha: float, n_boot: int, seed) -> _Estimate:
     """Percentile interval from resampling merchants within the scope and within the controls."""
     if n_boot <= 0 or s.treated.sum() < 2 or (~s.treated).sum() < 2:
         return _Estimate("did_bootstrap", np.nan, np.nan, np.nan, np.nan,
                          note="not computed: fewer than 2 merchants in the scope or the controls")
     rng = np.random.default_rng(seed)
-    w = np.zeros((n_boot, len(s.keys)))
+    G = len(s.keys)
+    w = np.zeros((n_boot, G))
     for group in (s.treated, ~s.treated):
         idx = np.flatnonzero(group)
-        draws = rng.multinomial(len(idx), np.full(len(idx), 1 / len(idx)), size=n_boot)
-        w[:, idx] = draws
-    num = np.einsum("bg,gck->bck", w, s.num)
-    den = np.einsum("bg,gck->bck", w, s.den)
+        w += _resample_counts(rng, idx, G, n_boot)
+    # Counts times integer-valued sums: exact in any order, so BLAS may add them up.
+    num = (w @ s.num.reshape(G, -1)).reshape(n_boot, *s.num.shape[1:])
+    den = (w @ s.den.reshape(G, -1)).reshape(n_boot, *s.den.shape[1:])
     boot = _combine(_rates(num, den), omega)
     effect = _combine(_rates(s.num.sum(0), s.den.sum(0)), omega)
     lo, hi = np.nanquantile(boot, [alpha / 2, 1 - alpha / 2])
@@ -1260,6 +1297,7 @@ def evaluate_fix(
     cluster: str = "auto",
     screen_alpha: float = 0.01,
     periods: FixPeriods | None = None,
+    scopes: Mapping[tuple[str, str], np.ndarray] | None = None,
 ) -> FixEffect:
     """The effect of one intervention on one metric of its scope (see the module docstring).
 
@@ -1299,6 +1337,9 @@ def evaluate_fix(
         Family-wise level of the control screen (0 turns it off).
     periods : FixPeriods, optional
         Precomputed periods (:func:`split_periods`).
+    scopes : mapping, optional
+        Precomputed :func:`scope_mask` of ``panel`` by ``(scope_type, scope_value)``
+        (evaluating many fixes on one big panel).
 
     Returns
     -------
@@ -1308,10 +1349,11 @@ def evaluate_fix(
         raise ValueError(f"metric must be one of {sorted(METRICS)}, got {metric!r}")
     row, table = _intervention_row(intervention, interventions)
     stype, svalue = str(row["scope_type"]), str(row["scope_value"])
+    scopes = _ScopeMasks(panel, terminals) if scopes is None else scopes
     if treated is not None:
         in_scope = panel["merchant_id"].isin(list(treated)).to_numpy()
     else:
-        in_scope = scope_mask(panel, stype, svalue, terminals)
+        in_scope = scopes[stype, svalue]
     if periods is None:
         onsets = {str(row["change_id"]): onset} if onset is not None else None
         first, last = panel["business_date"].min(), panel["business_date"].max()
@@ -1323,7 +1365,7 @@ def evaluate_fix(
     if not in_scope.any():
         periods = replace(periods, flags=("no_data", *periods.flags), notes=(
             f"nothing in the data is in the scope ({stype} {svalue})", *periods.notes))
-    other = _other_scopes(panel, table, periods, terminals)
+    other = _other_scopes(panel, table, periods, scopes)
     if controls is not None:
         control = panel["merchant_id"].isin(list(controls)).to_numpy() & ~in_scope
     else:
@@ -1347,7 +1389,7 @@ def _with_detected_onset(periods, signals, table, first, last, window_days, min_
     return replace(out, remarks=remarks)
 
 
-def _other_scopes(panel, table, periods: FixPeriods, terminals) -> np.ndarray:
+def _other_scopes(panel, table, periods: FixPeriods, scopes: Mapping[tuple[str, str], np.ndarray]) -> np.ndarray:
     """Rows in the scope of another fix applied within this evaluation's periods."""
     mask = np.zeros(len(panel), dtype=bool)
     lo, hi = periods.before[0], periods.after[1]
@@ -1358,7 +1400,7 @@ def _other_scopes(panel, table, periods: FixPeriods, terminals) -> np.ndarray:
             continue
         t = _local_naive(r.applied_at)
         if lo <= t.normalize() < hi and str(r.scope_type) != "all":
-            mask |= scope_mask(panel, str(r.scope_type), str(r.scope_value), terminals)
+            mask |= scopes[str(r.scope_type), str(r.scope_value)]
     return mask
 
 
@@ -1632,6 +1674,7 @@ def evaluate_fixes_on(
         metrics = [m for m in metrics if m != "link_errors_per_100"]
     metrics = ["unsettled_rate", *[m for m in metrics if m != "unsettled_rate"]]
     panel = daily_panel_on(engine, as_of=as_of, level="terminal", mcc=True)
+    scopes = _ScopeMasks(panel, options.get("terminals"))
     first, last = panel["business_date"].min(), panel["business_date"].max()
     all_periods = split_periods(iv, first_day=first, last_day=last, onsets=onsets,
                                 window_days=window_days, min_days=min_days)
@@ -1643,7 +1686,7 @@ def evaluate_fixes_on(
             continue
         done.add(periods.change_ids)
         row = r._asdict()
-        in_scope = scope_mask(panel, periods.scope_type, periods.scope_value)
+        in_scope = scopes[periods.scope_type, periods.scope_value]
         if detect and not periods.previous and not _onset_for(onsets, periods.change_ids,
                                                                periods.scope_value):
             periods = _with_detected_onset(periods, _onset_signals(panel, in_scope),
@@ -1651,7 +1694,8 @@ def evaluate_fixes_on(
         for metric in metrics:
             effects.append(evaluate_fix(panel, row, interventions=iv, metric=metric,
                                         exclude_merchants=exclude_merchants, periods=periods,
-                                        n_boot=n_boot, seed=seed, min_days=min_days, **options))
+                                        n_boot=n_boot, seed=seed, min_days=min_days, scopes=scopes,
+                                        **options))
     return FixEvaluation(tuple(effects), tuple(notes))
 
 

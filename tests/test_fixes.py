@@ -138,9 +138,24 @@ def test_cluster_se_equals_statsmodels_and_the_hand_formula():
     assert np.sqrt(var) == pytest.approx(fit.bse[3], rel=1e-9)
 
 
+def test_resampled_counts_are_multinomial():
+    from analysis.fixes import _resample_counts
+
+    idx = np.array([1, 3, 4, 6, 7])
+    w = _resample_counts(np.random.default_rng(1), idx, 9, 20_000)
+    assert (w.sum(axis=1) == 5).all() and not w[:, [0, 2, 5, 8]].any()
+    n, p = 5, 1 / 5  # Multinomial(5, uniform): mean 1, variance 0.8, covariance -0.2
+    assert w[:, idx].mean(axis=0) == pytest.approx(np.full(5, n * p), abs=0.03)
+    cov = np.cov(w[:, idx].T)
+    assert np.diag(cov) == pytest.approx(np.full(5, n * p * (1 - p)), abs=0.04)
+    assert cov[np.triu_indices(5, 1)] == pytest.approx(np.full(10, -n * p * p), abs=0.03)
+
+
 def test_bootstrap_and_primary_intervals_cover_a_known_effect():
+    # A percentile cluster bootstrap with 15 treated merchants under-covers (about 0.89
+    # over 200 panels against the nominal 0.95); the primary interval covers 0.99.
     covered_boot, covered_primary = 0, 0
-    reps = 30
+    reps = 100
     for seed in range(reps):
         panel = make_panel(n_treated=15, n_control=40, days=24, fix_day=12, p_before=0.02,
                            p_after=0.008, p_control=0.004, seed=seed)
@@ -149,8 +164,8 @@ def test_bootstrap_and_primary_intervals_cover_a_known_effect():
         boot = eff.methods.set_index("method").loc["did_bootstrap"]
         covered_boot += boot["ci_low"] <= -0.012 <= boot["ci_high"]
         covered_primary += eff.ci_low <= -0.012 <= eff.ci_high
-    assert covered_boot / reps >= 0.85
-    assert covered_primary / reps >= 0.9
+    assert covered_boot / reps >= 0.8
+    assert covered_primary / reps >= 0.95
 
 
 # ---------------------------------------------------------------------------------
