@@ -882,12 +882,13 @@ def _resample_counts(rng: np.random.Generator, idx: np.ndarray, size: int, n_boo
     out = np.zeros((n_boot, size))
     if not len(idx):
         return out
-    step = max(1, (1 << 22) // len(idx))
+    m = len(idx)
+    step = max(1, (1 << 22) // m)
     for b0 in range(0, n_boot, step):
         b1 = min(n_boot, b0 + step)
-        picks = idx[rng.integers(0, len(idx), size=(b1 - b0, len(idx)))]
-        flat = (picks + size * np.arange(b1 - b0)[:, None]).ravel()
-        out[b0:b1] = np.bincount(flat, minlength=(b1 - b0) * size).reshape(b1 - b0, size)
+        picks = rng.integers(0, m, size=(b1 - b0, m), dtype=np.int32)  # step * m < 2**31
+        picks += m * np.arange(b1 - b0, dtype=np.int32)[:, None]
+        out[b0:b1, idx] = np.bincount(picks.ravel(), minlength=(b1 - b0) * m).reshape(b1 - b0, m)
     return out
 
 
