@@ -1674,7 +1674,7 @@ def evaluate_fixes_on(
         notes.append("no terminal_events table: link errors per 100 attempts cannot be measured")
         metrics = [m for m in metrics if m != "link_errors_per_100"]
     metrics = ["unsettled_rate", *[m for m in metrics if m != "unsettled_rate"]]
-    panel = daily_panel_on(engine, as_of=as_of, level="terminal", mcc=True)
+    panel = daily_panel_on(engine, as_of=as_of, level="terminal", mcc=True, credit_days=False)
     scopes = _ScopeMasks(panel, options.get("terminals"))
     first, last = panel["business_date"].min(), panel["business_date"].max()
     all_periods = split_periods(iv, first_day=first, last_day=last, onsets=onsets,

@@ -177,7 +177,7 @@ def _links_sql(level: str, link_errors: bool) -> str:
     GROUP BY {keys}"""
 
 
-def panel_sql(level: str, *, as_of_day: int, link_errors: bool, mcc: bool) -> str:
+def panel_sql(level: str, *, as_of_day: int, link_errors: bool, mcc: bool, credit_days: bool = True) -> str:
     """The panel step: one row per merchant (or terminal) and business day, over the engine tables.
 
     Parameters
@@ -190,6 +190,9 @@ def panel_sql(level: str, *, as_of_day: int, link_errors: bool, mcc: bool) -> st
         Count the ``terminal_events`` table's link errors (else 0).
     mcc : bool
         Add the merchant's ``mcc`` from ``merchants``.
+    credit_days : bool
+        Compute ``median_credit_days`` (a median per row: the costliest
+        aggregate of the step; callers that need only counts leave it out).
 
     Returns
     -------
@@ -221,14 +224,14 @@ WITH attempt AS (
     SELECT {group},
         CAST(COUNT(*) AS BIGINT) AS attempts,
         {counts},
-        MEDIAN(credit_business_days) AS median_credit_days,
+        {"MEDIAN(credit_business_days) AS median_credit_days," if credit_days else ""}
         MAX(deadline_day) AS deadline_day
     FROM attempt GROUP BY {group}
 ), links AS ({_links_sql(level, link_errors)}
 ), infra AS ({infra}
 )
 SELECT {key_cols}, COALESCE(c.day, l.day) AS business_date, {zeros},
-       c.median_credit_days, c.deadline_day AS deadline, COALESCE(l.link_errors, 0) AS link_errors,
+       {"c.median_credit_days, " if credit_days else ""}c.deadline_day AS deadline, COALESCE(l.link_errors, 0) AS link_errors,
        COALESCE(c.deadline_day < {int(as_of_day)}, TRUE) AS mature,
        {", ".join(f"i.{col}" for col in INFRA_COLUMNS)}{", m.mcc" if mcc else ""}
 FROM counts c
@@ -262,6 +265,7 @@ def daily_panel_on(
     level: str = "merchant",
     mature_only: bool = False,
     mcc: bool = False,
+    credit_days: bool = True,
 ) -> pd.DataFrame:
     """:func:`daily_panel` of the data in an engine (tables ``reconciled``, ``terminals``,
     ``terminal_events`` when present, ``merchants`` when ``mcc``).
@@ -276,6 +280,9 @@ def daily_panel_on(
         Drop the days that are not yet mature.
     mcc : bool
         Add the merchant's ``mcc`` (needs the ``merchants`` table).
+    credit_days : bool
+        Include ``median_credit_days`` (a median per row, the step's costliest
+        part on big data; False leaves the column out).
 
     Returns
     -------
@@ -299,7 +306,8 @@ def daily_panel_on(
     """
     _check_level(level)
     link_errors = engine.has("terminal_events")
-    sql = panel_sql(level, as_of_day=as_of_day(as_of), link_errors=link_errors, mcc=mcc)
+    sql = panel_sql(level, as_of_day=as_of_day(as_of), link_errors=link_errors, mcc=mcc,
+                    credit_days=credit_days)
     panel = engine.fetch(sql)
     panel["business_date"] = dates_from_days(panel["business_date"]).astype("datetime64[us]")
     panel["deadline"] = dates_from_days(panel["deadline"])

@@ -323,3 +323,11 @@ def test_daily_panel_on_an_engine_needs_as_of_and_knows_without_events(dataset, 
             daily_panel_on(eng, as_of=AS_OF, level="day")
     assert not p.attrs["link_errors_known"] and p["link_errors"].eq(0).all()
     assert p.attrs["as_of"] == pd.Timestamp(AS_OF, tz="Asia/Shanghai")
+
+
+def test_daily_panel_on_without_credit_days_has_the_same_counts(dataset, reconciled):
+    with frames_engine(reconciled=reconciled, terminals=dataset.terminals) as eng:
+        full = daily_panel_on(eng, as_of=AS_OF, level="terminal")
+        counts = daily_panel_on(eng, as_of=AS_OF, level="terminal", credit_days=False)
+    assert "median_credit_days" in full.columns and "median_credit_days" not in counts.columns
+    pd.testing.assert_frame_equal(counts, full.drop(columns="median_credit_days"))
