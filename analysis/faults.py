@@ -1471,7 +1471,8 @@ def find_shared_faults_on(
     clusters = clusters if clusters is not None else cluster_merchants(merchants, terminals)
     merchant_table = _merchant_table(merchants, clusters)
     _check_known(engine, raw, merchant_table)
-    with tqdm(total=MAX_ROUNDS + 3, desc="shared faults", unit="step", disable=not progress) as bar:
+    with engine.spilled(), tqdm(total=MAX_ROUNDS + 3, desc="shared faults", unit="step",
+                                disable=not progress) as bar:
         data = replace(_build_data(raw, merchant_table, _terminal_table(terminals, raw["terminal_id"]), moment),
                        min_merchants=int(min_merchants))
         bar.update()

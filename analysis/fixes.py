@@ -1679,24 +1679,25 @@ def evaluate_fixes_on(
     first, last = panel["business_date"].min(), panel["business_date"].max()
     all_periods = split_periods(iv, first_day=first, last_day=last, onsets=onsets,
                                 window_days=window_days, min_days=min_days)
-    effects = []
-    done: set[tuple[str, ...]] = set()
-    for r in iv.sort_values("applied_at", kind="stable").itertuples(index=False):
-        periods = all_periods[str(r.change_id)]
-        if periods.change_ids in done:
-            continue
-        done.add(periods.change_ids)
-        row = r._asdict()
-        in_scope = scopes[periods.scope_type, periods.scope_value]
-        if detect and not periods.previous and not _onset_for(onsets, periods.change_ids,
-                                                               periods.scope_value):
-            periods = _with_detected_onset(periods, _onset_signals(panel, in_scope),
-                                           iv, first, last, window_days, min_days)
-        for metric in metrics:
-            effects.append(evaluate_fix(panel, row, interventions=iv, metric=metric,
-                                        exclude_merchants=exclude_merchants, periods=periods,
-                                        n_boot=n_boot, seed=seed, min_days=min_days, scopes=scopes,
-                                        **options))
+    with engine.spilled():
+        effects = []
+        done: set[tuple[str, ...]] = set()
+        for r in iv.sort_values("applied_at", kind="stable").itertuples(index=False):
+            periods = all_periods[str(r.change_id)]
+            if periods.change_ids in done:
+                continue
+            done.add(periods.change_ids)
+            row = r._asdict()
+            in_scope = scopes[periods.scope_type, periods.scope_value]
+            if detect and not periods.previous and not _onset_for(onsets, periods.change_ids,
+                                                                   periods.scope_value):
+                periods = _with_detected_onset(periods, _onset_signals(panel, in_scope),
+                                               iv, first, last, window_days, min_days)
+            for metric in metrics:
+                effects.append(evaluate_fix(panel, row, interventions=iv, metric=metric,
+                                            exclude_merchants=exclude_merchants, periods=periods,
+                                            n_boot=n_boot, seed=seed, min_days=min_days, scopes=scopes,
+                                            **options))
     return FixEvaluation(tuple(effects), tuple(notes))
 
 

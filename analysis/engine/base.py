@@ -24,6 +24,8 @@ total (ties broken by an id).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -123,6 +125,17 @@ class Engine(ABC):
     def count(self, name: str) -> int:
         """Number of rows of a table or view."""
         return int(self.scalar(f"SELECT count(*) FROM {name}"))
+
+    @contextmanager
+    def spilled(self) -> Iterator[None]:
+        """While inside, the engine holds as little memory as it can (its tables stay).
+
+        For the stretches where pandas works on aggregates already fetched (the
+        scan statistics, the fix estimators): an embedded engine's cache would
+        otherwise sit beside them in the same process. Here: nothing to do
+        (a cluster engine's memory is not in this process).
+        """
+        yield
 
     def close(self) -> None:
         """Release the engine's resources."""

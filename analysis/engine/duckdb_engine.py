@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -81,6 +83,30 @@ class DuckDBEngine(Engine):
 
     def fetch_arrow(self, sql: str) -> pa.Table:
         return self.con.sql(sql).to_arrow_table()
+
+    @contextmanager
+    def spilled(self, limit: str = "256MB") -> Iterator[None]:
+        """Lower DuckDB's ``memory_limit`` to ``limit`` inside; the engine's limit (or DuckDB's
+        default) is restored after.
+
+        DuckDB writes the cached blocks of its tables to ``temp_directory`` and
+        hands the memory back at once; later queries read them back as needed.
+
+        Examples
+        --------
+        >>> with DuckDBEngine(memory_limit="1GiB") as eng:
+        ...     with eng.spilled():
+        ...         inside = eng.scalar("SELECT current_setting('memory_limit')")
+        ...     after = eng.scalar("SELECT current_setting('memory_limit')")
+        >>> inside, after
+        ('244.1 MiB', '1.0 GiB')
+        """
+        self.con.execute(f"SET memory_limit = '{limit}'")
+        try:
+            yield
+        finally:
+            self.con.execute(f"SET memory_limit = '{self.memory_limit}'" if self.memory_limit
+                             else "RESET memory_limit")
 
     def columns(self, name: str) -> list[str]:
         return [d[0] for d in self.con.execute(f"SELECT * FROM {name} LIMIT 0").description]
