@@ -326,12 +326,17 @@ class _Windows:
 
 
 def _build_windows(xyz: np.ndarray, population: np.ndarray, max_share: float, max_radius_km: float | None,
-                   n_jobs: int = 1) -> _Windows:
+                   n_jobs: int = 1, *, exhaustive: bool = False) -> _Windows:
     """Every centre's neighbours by chord distance (ties: lesser x, y, z), cut at the caps.
 
     The population cap is inclusive (``cumulative <= max_share · total``, with a
     1e-12 relative allowance for rounding); the radius cap compares great-circle
     distances with ``<=``. The centre always comes first.
+
+    Without a radius, small windows come from each centre's nearest sites
+    (:func:`_nearest_lists`) and the rest from sorting every site
+    (:func:`_exhaustive_lists`, forced by ``exhaustive``); both give the same
+    lists, bit for bit.
     """
     S = len(xyz)
     cap = max_share * float(population.sum()) * (1.0 + 1e-12)
@@ -347,20 +352,20 @@ def _build_windows(xyz: np.ndarray, population: np.ndarray, max_share: float, ma
             d2 = ((pts[cand] - xyz[i]) ** 2).sum(axis=1)
             o = np.argsort(d2, kind="stable")
             lists.append(rank[_prefix(cand[o][None], d2[o][None], pop, cap, max_radius_km)[0]])
-    else:  # sort all sites for every centre, a slab of centres at a time
-        step = max(1, (1 << 20) // max(S, 1))
-
-        def slabs(starts: np.ndarray) -> list[np.ndarray]:
-            out = []
-            for i0 in starts:
-                d2 = ((pts[None, :, :] - xyz[i0 : i0 + step, None, :]) ** 2).sum(axis=2)
-                o = _sorted_columns(d2)
-                out.extend(rank[x] for x in _prefix(o, np.take_along_axis(d2, o, axis=1), pop, cap, None))
-            return out
-
-        jobs = n_jobs if S * S >= _PARALLEL_WORK // 8 else 1
-        parts = np.array_split(np.arange(0, S, step), min(jobs, math.ceil(S / step)))
-        lists = [x for part in _parallel_map(slabs, parts, jobs, _Progress(0, False)) for x in part]
+    else:
+        # the nearest-sites shortcut needs windows well under S sites, float64 coordinates whose squares
+        # neither overflow nor underflow, and populations >= 0 (then it is exact; else sort every site)
+        k = min(S, int(1.5 * max(max_share, 0.0) * S) + 32) if math.isfinite(max_share) else S
+        scale = float(np.abs(xyz).max()) if S else 0.0
+        nearest = (not exhaustive and 4 * k <= S and xyz.dtype == np.float64 and 1e-100 <= scale <= 1e100
+                   and bool(np.all(pop >= 0)))
+        if nearest:
+            cols = _nearest_lists(pts, xyz, pop, cap, k, n_jobs)
+        else:
+            cols = _exhaustive_lists(pts, xyz, pop, cap, n_jobs)
+        lists = cols
+        for i, x in enumerate(lists):  # columns to sites, in place (the columns are freed one by one)
+            lists[i] = rank[x]
     for i, lst in enumerate(lists):  # the centre itself comes first (distance 0)
         if len(lst) and lst[0] != i:
             lists[i] = np.concatenate([[i], lst[lst != i]])[: len(lst)]
@@ -368,6 +373,92 @@ def _build_windows(xyz: np.ndarray, population: np.ndarray, max_share: float, ma
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     flat = np.concatenate(lists).astype(np.int32) if len(lists) else np.zeros(0, np.int32)
     return _Windows(flat, offsets)
+
+
+def _exhaustive_lists(pts: np.ndarray, xyz: np.ndarray, pop: np.ndarray, cap: float, n_jobs: int,
+                      centres: np.ndarray | None = None) -> list[np.ndarray]:
+    """Capped neighbour lists (columns of ``pts``) of ``centres`` (default: all), sorting all sites for each.
+
+    ``pts``/``pop`` are the sites in tie-break order, ``xyz`` in site order. A
+    slab of centres at a time; slabs are dealt to ``n_jobs`` processes.
+    """
+    S = len(pts)
+    centres = np.arange(len(xyz)) if centres is None else centres
+    step = max(1, (1 << 20) // max(S, 1))
+
+    def slabs(starts: np.ndarray) -> list[np.ndarray]:
+        out = []
+        for i0 in starts:
+            d2 = ((pts[None, :, :] - xyz[centres[i0 : i0 + step], None, :]) ** 2).sum(axis=2)
+            o = _sorted_columns(d2)
+            out.extend(x.copy() for x in _prefix(o, np.take_along_axis(d2, o, axis=1), pop, cap, None))  # free o
+        return out
+
+    jobs = n_jobs if len(centres) * S >= _PARALLEL_WORK // 8 else 1
+    parts = np.array_split(np.arange(0, len(centres), step), min(jobs, math.ceil(len(centres) / step)))
+    return [x for part in _parallel_map(slabs, parts, jobs, _Progress(0, False)) for x in part]
+
+
+def _nearest_lists(pts: np.ndarray, xyz: np.ndarray, pop: np.ndarray, cap: float, k: int,
+                   n_jobs: int) -> list[np.ndarray]:
+    """:func:`_exhaustive_lists` of all centres, sorting only each centre's ``k`` nearest sites.
+
+    The k nearest (KD-tree) are ordered exactly as the full sort orders them:
+    same squared distances, computed the same way, ties by column. Sites
+    surely nearer than the k-th one (a 1e-9 relative and 1e-10·|coordinates|
+    margin for the tree's own rounding) are all among them, so the full order
+    starts with them; if the cap stops before their end, the list is the full
+    computation's (populations are >= 0, so the cumulative sum never comes
+    back under the cap). Other centres are retried with 2k sites, and sorted
+    exhaustively once 4k would exceed S.
+    """
+    from scipy.spatial import cKDTree
+
+    S = len(pts)
+    tree = cKDTree(pts)
+    tol = 1e-10 * float(np.abs(pts).max())
+    lists: list[np.ndarray | None] = [None] * len(xyz)
+    todo = np.arange(len(xyz))
+    while len(todo) and 4 * k <= S:
+        step = max(1, (1 << 20) // k)
+
+        def chunks(starts: np.ndarray, k: int = k, step: int = step, todo: np.ndarray = todo) -> list[tuple]:
+            return [_nearest_chunk(tree, pts, xyz, pop, cap, todo[i0 : i0 + step], k, tol) for i0 in starts]
+
+        jobs = n_jobs if len(todo) * k >= _PARALLEL_WORK // 32 else 1
+        parts = np.array_split(np.arange(0, len(todo), step), min(jobs, math.ceil(len(todo) / step)))
+        missed = []
+        for part in _parallel_map(chunks, parts, jobs, _Progress(0, False)):
+            for centres, sizes, flat in part:  # compact: cheap to send back from a worker
+                sure = sizes >= 0
+                for c, lst in zip(centres[sure], np.split(flat, np.cumsum(sizes[sure])[:-1])):
+                    lists[c] = lst
+                missed.append(centres[~sure])
+        todo = np.concatenate(missed)
+        k *= 2
+    if len(todo):
+        for c, lst in zip(todo, _exhaustive_lists(pts, xyz, pop, cap, n_jobs, todo)):
+            lists[c] = lst
+    return lists
+
+
+def _nearest_chunk(tree, pts: np.ndarray, xyz: np.ndarray, pop: np.ndarray, cap: float, centres: np.ndarray,
+                   k: int, tol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Capped lists of ``centres`` from their ``k`` nearest sites: (centres, sizes, concatenated lists).
+
+    A size of -1 marks a centre whose ``k`` nearest sites may not hold its window.
+    """
+    dist, cand = (a.reshape(len(centres), k) for a in tree.query(xyz[centres], k=k))
+    reach = dist[:, -1] * (1.0 - 1e-9) - tol  # sites with d2 <= reach² are surely candidates
+    inner2 = np.where(reach > 0, reach * reach, -1.0)
+    cand.sort(axis=1)  # column order, so that exact ties keep it
+    d2 = ((pts[cand] - xyz[centres, None, :]) ** 2).sum(axis=2)
+    o = _sorted_columns(d2)
+    cand, d2 = np.take_along_axis(cand, o, axis=1), np.take_along_axis(d2, o, axis=1)
+    n = (np.cumsum(pop[cand], axis=1) <= cap).sum(axis=1)
+    sure = n < (d2 <= inner2[:, None]).sum(axis=1)  # the cap breaks at a site surely nearer than the k-th
+    keep = np.arange(k) < np.where(sure, n, 0)[:, None]
+    return centres, np.where(sure, n, -1), cand[keep]
 
 
 def _sorted_columns(d2: np.ndarray) -> np.ndarray:

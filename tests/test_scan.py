@@ -303,6 +303,95 @@ def test_exact_distance_ties_are_broken_by_coordinates_not_added_as_a_block():
     assert [set(m) for _, m in _naive_spatial(df, "bernoulli", 0.75)][0] == {"a", "c"}
 
 
+def _sites(rng: np.random.Generator, S: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """(xyz, population) of S sites; kinds with many exact distance ties and co-located sites."""
+    if kind == "city":  # clustered merchants in a ~30 km city
+        hub = rng.integers(0, 5, S)
+        lat = 31.2 + rng.uniform(-0.12, 0.12, 5)[hub] + rng.normal(0, 0.02, S)
+        lon = 121.4 + rng.uniform(-0.12, 0.12, 5)[hub] + rng.normal(0, 0.02, S)
+        xyz = sc._to_xyz(lat, lon)
+    elif kind == "equator grid":  # mirror images about longitude 0 are exactly tied
+        side = int(math.ceil(math.sqrt(S)))
+        g = rng.permutation(side * side)[:S]
+        xyz = sc._to_xyz((g // side - side // 2) * 0.002, (g % side - side // 2) * 0.002)
+    elif kind == "lattice":  # integer coordinates: distances are exact integers, ties everywhere, duplicates
+        side = int(rng.integers(2, 9))
+        xyz = np.column_stack([np.full(S, 6367.0), rng.integers(-side, side + 1, (S, 2))]).astype(float)
+    else:  # "duplicates": a third of the sites repeat others' coordinates
+        lat, lon = 31.2 + rng.random(S) * 0.05, 121.4 + rng.random(S) * 0.05
+        k = rng.integers(0, S, S // 3)
+        lat[: S // 3], lon[: S // 3] = lat[k], lon[k]
+        xyz = sc._to_xyz(lat, lon)
+    pop = rng.integers(1, 80, S).astype(float)
+    pop[rng.random(S) < rng.uniform(0, 0.5)] = 0.0
+    if rng.random() < 0.5:
+        pop[rng.integers(0, S, 3)] *= 1000.0  # a few heavy sites
+    return xyz, pop
+
+
+def _assert_same_windows(a: sc._Windows, b: sc._Windows) -> None:
+    assert a.neighbours.dtype == b.neighbours.dtype and a.offsets.dtype == b.offsets.dtype
+    np.testing.assert_array_equal(a.neighbours, b.neighbours)
+    np.testing.assert_array_equal(a.offsets, b.offsets)
+
+
+_SITE_KINDS = ["city", "equator grid", "lattice", "duplicates"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(S=st.integers(2, 700), seed=st.integers(0, 10**6), kind=st.sampled_from(_SITE_KINDS),
+       share=st.sampled_from([1e-3, 3e-3, 0.01, 0.03, 0.1, 0.5]))
+def test_windows_from_nearest_sites_equal_sorting_every_site(S, seed, kind, share):
+    xyz, pop = _sites(np.random.default_rng(seed), S, kind)
+    _assert_same_windows(sc._build_windows(xyz, pop, share, None),
+                         sc._build_windows(xyz, pop, share, None, exhaustive=True))
+
+
+@settings(max_examples=60, deadline=None)
+@given(S=st.integers(4, 400), seed=st.integers(0, 10**6), kind=st.sampled_from(_SITE_KINDS),
+       share=st.sampled_from([1e-3, 0.01, 0.05, 0.2, 0.5, 1.0]), k=st.integers(1, 100))
+def test_nearest_lists_are_exact_whatever_the_first_guess(S, seed, kind, share, k):
+    # a small first k makes most centres retry (2k, 4k, ...) and some end in the exhaustive sort
+    xyz, pop = _sites(np.random.default_rng(seed), S, kind)
+    rank = np.lexsort((xyz[:, 2], xyz[:, 1], xyz[:, 0]))
+    pts, p = xyz[rank], pop[rank]
+    cap = share * float(pop.sum()) * (1.0 + 1e-12)
+    got = sc._nearest_lists(pts, xyz, p, cap, min(k, max(1, S // 4)), 1)
+    want = sc._exhaustive_lists(pts, xyz, p, cap, 1)
+    assert len(got) == len(want) == S
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("kind", _SITE_KINDS)
+def test_windows_of_a_large_city_equal_sorting_every_site(kind, monkeypatch):
+    rng = np.random.default_rng(len(kind))
+    xyz, pop = _sites(rng, 2000, kind)
+    for share in (1e-3, 0.01, 0.04):
+        _assert_same_windows(sc._build_windows(xyz, pop, share, None),
+                             sc._build_windows(xyz, pop, share, None, exhaustive=True))
+    monkeypatch.setattr(sc, "_PARALLEL_WORK", 0)  # worker processes, and the same windows
+    _assert_same_windows(sc._build_windows(xyz, pop, 0.01, None, n_jobs=2),
+                         sc._build_windows(xyz, pop, 0.01, None, exhaustive=True))
+
+
+def test_small_windows_do_not_sort_every_site(monkeypatch):
+    xyz, pop = _sites(np.random.default_rng(7), 3000, "city")
+    sorted_for = []  # the centres whose windows sort every site (None: all of them)
+    exhaustive = sc._exhaustive_lists
+
+    def spy(pts, xyz, pop, cap, n_jobs, centres=None):
+        sorted_for.append(centres)
+        return exhaustive(pts, xyz, pop, cap, n_jobs, centres)
+
+    monkeypatch.setattr(sc, "_exhaustive_lists", spy)
+    w = sc._build_windows(xyz, pop, 0.01, None)
+    assert w.sizes.max() < 100  # about 30 sites a window
+    assert all(c is not None and len(c) < 30 for c in sorted_for)  # at most a few centres fall back
+    sc._build_windows(xyz, pop, 0.5, None)  # half the sites a window: sorting all of them is cheaper
+    assert sorted_for[-1] is None
+
+
 def test_radius_and_population_caps_are_honoured():
     rng = np.random.default_rng(3)
     df = _city(rng, 150)
