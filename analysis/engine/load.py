@@ -353,7 +353,7 @@ class _TableLoader:
         _create_table(self.engine, self.chk, checked_sql(plan, self.raw, _PADS))
         dups = self._duplicates(plan)
         flags = self._rejected_flags(plan, dups)
-        self._create_used(plan, dups)
+        self._create_used(plan, [f[ROW] for f in flags if f[FLAGS] == 0])  # listed for a repeated key
         self._create_rejected_keys(dups)
         self.engine.create_view(name, canonical_sql(self.spec, self.engine.columns(f"src_{name}")))
         self.step(f"{name}: wording rejected rows")
@@ -494,28 +494,24 @@ class _TableLoader:
                               for i in range(len(dups)))
         return joins, f"COALESCE({repeats}, FALSE)" if dups else "FALSE"
 
-    def _create_used(self, plan, dups: dict[str, str]) -> None:
+    def _create_used(self, plan, repeated: list[int]) -> None:
         """``src_<table>``: a view of the checked rows that break no rule and repeat no key.
 
         The checked table is kept as it is (no copy of millions of rows): the
-        view filters on the flags and, when some valid rows repeat a key, leaves
-        out those rows (listed in a small table).
+        view filters on the flags and leaves out the ``repeated`` rows (valid
+        rows repeating a key; a small table when there are any).
         """
-        joins, repeats = self._dup_sql(dups)
         cols = [f"c.v_{c} AS {c}" for c in self.spec.column_names]
         cols += [f"c.{TOKEN_COLUMN}"] if plan.token else []
         if POSITION in EXTRA_COLUMNS.get(self.spec.name, ()):
             cols.append(f"c.{ROW} AS {POSITION}")
         cols.append(f"c.{ROW} + {FIRST_LINE} AS {LINE_COLUMN}")
         where = f"c.{FLAGS} = 0"
-        if dups:
+        if repeated:
             name = f"{PREFIX}repeats_{self.spec.name}"
-            _create_table(self.engine, name, f"SELECT c.{ROW} AS r FROM {self.chk} c {joins} WHERE {repeats}")
-            if self.engine.count(name):
-                where += f" AND NOT EXISTS (SELECT 1 FROM {name} x WHERE x.r = c.{ROW})"
-                self.kept.append(name)
-            else:
-                self.temp.append(name)
+            self.engine.register_frame(name, pa.table({"r": pa.array(repeated, pa.int64())}))
+            self.kept.append(name)
+            where += f" AND NOT EXISTS (SELECT 1 FROM {name} x WHERE x.r = c.{ROW})"
         self.kept.append(self.chk)
         self.engine.create_view(f"src_{self.spec.name}", f"SELECT {', '.join(cols)} FROM {self.chk} c WHERE {where}")
 
