@@ -601,18 +601,16 @@ class _TableLoader:
 
 
 def _create_table(engine: Engine, name: str, sql: str) -> None:
-    """``engine.create_table``; on Spark with the lineage cut (``localCheckpoint``).
+    """``engine.create_table``; on Spark with the lineage cut (:meth:`SparkEngine.create_checkpoint`).
 
     Each table here is built on the one before; on Spark their plans would nest
     ever deeper (planning time and driver memory grow with every step) and a
     dropped helper view would uncache every table built on it.
     """
-    if engine.name != "spark":
+    if engine.name == "spark":
+        engine.create_checkpoint(name, sql)
+    else:
         engine.create_table(name, sql)
-        return
-    from .spark_engine import to_spark_sql
-
-    engine.spark.sql(to_spark_sql(sql)).localCheckpoint(eager=True).createOrReplaceTempView(name)
 
 
 def _drop(engine: Engine, names: list[str]) -> None:

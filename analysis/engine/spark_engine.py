@@ -91,6 +91,16 @@ class SparkEngine(Engine):
         self._cached.append(df)
         df.createOrReplaceTempView(name)
 
+    def create_checkpoint(self, name: str, sql: str) -> None:
+        """:meth:`create_table` with the lineage cut (``localCheckpoint``), released by :meth:`close`.
+
+        For tables built on one another: their plans would otherwise nest ever
+        deeper, and a dropped helper view would uncache every table built on it.
+        """
+        df = self._sql(sql).localCheckpoint(eager=True)
+        self._cached.append(df)
+        df.createOrReplaceTempView(name)
+
     def fetch_arrow(self, sql: str) -> pa.Table:
         return self._sql(sql).toArrow()
 
