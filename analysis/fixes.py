@@ -566,11 +566,46 @@ class _ScopeMasks(dict):
         return mask
 
 
-def _control_mask(panel, treated, exclude_merchants, other_scopes) -> np.ndarray:
+@dataclass(frozen=True)
+class _PanelKeys:
+    """Integer codes of a panel's merchants and days (factorized once per panel).
+
+    Attributes
+    ----------
+    merchants, days : ndarray
+        The distinct merchant ids and business dates, sorted.
+    merchant, day : ndarray
+        Per panel row, the position of its merchant id and business date in them.
+    text_rank : ndarray or None
+        Per merchant, its rank when the ids are sorted as the text ``"<id>|"``, so
+        that merchant-day clusters are ordered as the text ``"<id>|<date>"``
+        (None when an id holds a ``|``: that order is then read from the text).
+    """
+
+    merchants: np.ndarray
+    merchant: np.ndarray
+    days: np.ndarray
+    day: np.ndarray
+    text_rank: np.ndarray | None
+
+    @classmethod
+    def of(cls, panel: pd.DataFrame) -> _PanelKeys:
+        merchant, merchants = pd.factorize(panel["merchant_id"], sort=True, use_na_sentinel=False)
+        day, days = pd.factorize(panel["business_date"].to_numpy(), sort=True, use_na_sentinel=False)
+        ids = [str(m) for m in merchants]
+        text_rank = None
+        if not any("|" in m for m in ids):
+            text_rank = np.empty(len(ids), dtype=np.int64)
+            text_rank[np.argsort(np.array([m + "|" for m in ids], dtype=object), kind="stable")] = \
+                np.arange(len(ids))
+        return cls(np.asarray(merchants, dtype=object), merchant, np.asarray(days), day, text_rank)
+
+
+def _control_mask(keys: _PanelKeys, treated, exclude_merchants, other_scopes) -> np.ndarray:
     """Units outside the scope whose merchant is not treated, excluded or in another fix's scope."""
-    treated_merchants = panel.loc[treated, "merchant_id"].unique()
-    bad = panel["merchant_id"].isin(treated_merchants) | panel["merchant_id"].isin(list(exclude_merchants))
-    return (~treated & ~bad.to_numpy() & ~other_scopes)
+    bad = np.bincount(keys.merchant[treated], minlength=len(keys.merchants)) > 0
+    bad |= pd.Index(keys.merchants, dtype=object).isin(list(exclude_merchants))
+    return ~treated & ~bad[keys.merchant] & ~other_scopes
 
 
 def _match_controls(panel, treated, control, match) -> tuple[np.ndarray, list[str]]:
@@ -616,16 +651,49 @@ def _component_arrays(rows: pd.DataFrame, components: Sequence[Component]):
     return num * use, den * use
 
 
-def _sums(rows: pd.DataFrame, cell: np.ndarray, num: np.ndarray, den: np.ndarray,
-          key: np.ndarray) -> _Sums:
-    """Sum ``num``/``den`` (rows × components) by cluster ``key`` and cell."""
-    codes, keys = pd.factorize(key, sort=True)
-    g, k = len(keys), num.shape[1]
-    flat = codes * 4 + cell
-    out_num = np.stack([np.bincount(flat, num[:, j], g * 4) for j in range(k)], -1).reshape(g, 4, k)
-    out_den = np.stack([np.bincount(flat, den[:, j], g * 4) for j in range(k)], -1).reshape(g, 4, k)
-    treated = np.bincount(codes, cell >= T0, g) > 0
-    return _Sums(np.asarray(keys), out_num, out_den, treated)
+@dataclass(frozen=True)
+class _Clusters:
+    """Rows grouped into clusters: per row a code 0 … G − 1, and the G keys in code order."""
+
+    codes: np.ndarray
+    keys: np.ndarray
+
+
+def _used_clusters(codes: np.ndarray, keys: np.ndarray) -> _Clusters:
+    """The entries of ``keys`` that ``codes`` (positions in ``keys``) use, renumbered in order.
+
+    Examples
+    --------
+    >>> c = _used_clusters(np.array([3, 1, 3]), np.array(["a", "b", "c", "d"]))
+    >>> c.codes.tolist(), c.keys.tolist()
+    ([1, 0, 1], ['b', 'd'])
+    """
+    used = np.bincount(codes, minlength=len(keys)) > 0
+    return _Clusters((np.cumsum(used) - 1)[codes], keys[used])
+
+
+def _merchant_day_clusters(keys: _PanelKeys, merchant: np.ndarray, day: np.ndarray) -> _Clusters:
+    """Merchant × day clusters of rows (panel codes ``merchant``, ``day``), in the order of the
+    text ``"<merchant id>|<date>"``."""
+    if keys.text_rank is not None:
+        key = keys.text_rank[merchant] * len(keys.days) + day
+    else:
+        key = (pd.Series(keys.merchants[merchant]).astype(str) + "|"
+               + pd.Series(keys.days[day]).astype(str)).to_numpy()
+    codes, uniques = pd.factorize(key, sort=True)
+    return _Clusters(codes, np.asarray(uniques))
+
+
+def _sums(cell: np.ndarray, num: np.ndarray, den: np.ndarray, clusters: _Clusters) -> _Sums:
+    """Sum ``num``/``den`` (rows × components) by cluster and cell."""
+    g, k = len(clusters.keys), num.shape[1]
+    flat = clusters.codes * 4 + cell
+    out_num, out_den = np.empty((g * 4, k)), np.empty((g * 4, k))
+    for j in range(k):
+        out_num[:, j] = np.bincount(flat, num[:, j], g * 4)
+        out_den[:, j] = np.bincount(flat, den[:, j], g * 4)
+    treated = np.bincount(clusters.codes, cell >= T0, g) > 0
+    return _Sums(clusters.keys, out_num.reshape(g, 4, k), out_den.reshape(g, 4, k), treated)
 
 
 def _rates(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -702,32 +770,58 @@ def _newey_west_lags(n_days: int) -> int:
 
 @dataclass(frozen=True)
 class _Design:
-    """Rows of one evaluation: the panel rows in a period of the treated or control units."""
+    """Rows of one evaluation: the panel rows in a period of the treated or control units.
+
+    ``rows`` holds only the count columns the estimators read (:func:`_count_columns`);
+    ``merchants``, ``days`` and ``merchant_days`` group the rows into clusters.
+    """
 
     rows: pd.DataFrame
     cell: np.ndarray  # per row, 0..3
     periods: FixPeriods
     dropped_controls: tuple[str, ...]
     notes: tuple[str, ...]
+    merchants: _Clusters
+    days: _Clusters
+    merchant_days: _Clusters
 
 
-def _build_design(panel, periods, treated, control, *, screen_alpha) -> _Design:
+def _count_columns(panel: pd.DataFrame) -> list[str]:
+    """The panel's columns the estimators read: every metric's counts, ``unsettled``, ``mature``."""
+    wanted = ["mature", "unsettled"]
+    for components in METRICS.values():
+        for c in components:
+            wanted += [*c.numerator, c.denominator]
+    return [c for c in dict.fromkeys(wanted) if c in panel.columns]
+
+
+def _take_rows(panel: pd.DataFrame, pos: np.ndarray) -> pd.DataFrame:
+    """The count columns of the panel rows at positions ``pos``."""
+    return pd.DataFrame({c: panel[c].array.take(pos) for c in _count_columns(panel)}, copy=False)
+
+
+def _build_design(panel, keys: _PanelKeys, periods, treated, control, *, screen_alpha) -> _Design:
     """The rows of both periods of the treated and control units, controls screened."""
-    post = periods.label(panel["business_date"])
-    keep = (post >= 0) & (treated | control)
-    rows = panel.loc[keep].copy()
-    cell = (2 * treated[keep] + post[keep]).astype(np.int64)
+    post = periods.label(keys.days)[keys.day]
+    pos = np.flatnonzero((post >= 0) & (treated | control))
+    cell = (2 * treated[pos] + post[pos]).astype(np.int64)
+    rows = _take_rows(panel, pos)
+    merchants = _used_clusters(keys.merchant[pos], keys.merchants)
     notes: list[str] = []
     dropped: tuple[str, ...] = ()
     if screen_alpha:
-        dropped = _screen_controls(rows, cell, screen_alpha)
-        if dropped:
-            ok = ~rows["merchant_id"].isin(dropped).to_numpy()
-            rows, cell = rows.loc[ok], cell[ok]
+        left_out = _screen_controls(rows, merchants, cell, screen_alpha)
+        if left_out.any():
+            dropped = tuple(str(m) for m in merchants.keys[left_out])
+            ok = ~left_out[merchants.codes]
+            pos, rows, cell = pos[ok], rows.loc[ok].reset_index(drop=True), cell[ok]
+            merchants = _used_clusters(keys.merchant[pos], keys.merchants)
             notes.append(f"{len(dropped)} control merchant(s) left out: their own unsettled rate "
                          f"changed between the periods or stood far above the other controls' "
                          f"({', '.join(dropped[:5])}{', ...' if len(dropped) > 5 else ''})")
-    return _Design(rows.reset_index(drop=True), cell, periods, dropped, tuple(notes))
+    return _Design(rows, cell, periods, dropped, tuple(notes), merchants,
+                   _used_clusters(keys.day[pos], keys.days),
+                   _merchant_day_clusters(keys, keys.merchant[pos], keys.day[pos]))
 
 
 def _binom_two_sided(k: np.ndarray, n: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -737,8 +831,8 @@ def _binom_two_sided(k: np.ndarray, n: np.ndarray, p: np.ndarray) -> np.ndarray:
     return np.minimum(1.0, 2 * np.minimum(lo, hi))
 
 
-def _screen_controls(rows: pd.DataFrame, cell: np.ndarray, alpha: float,
-                     min_ratio: float = 3.0) -> tuple[str, ...]:
+def _screen_controls(rows: pd.DataFrame, merchants: _Clusters, cell: np.ndarray, alpha: float,
+                     min_ratio: float = 3.0) -> np.ndarray:
     """Control merchants with a problem of their own (mature days, unsettled attempts).
 
     A control merchant is left out when, Bonferroni-corrected over the
@@ -749,28 +843,33 @@ def _screen_controls(rows: pd.DataFrame, cell: np.ndarray, alpha: float,
     more and a binomial test against the pooled rate rejects (a merchant that
     stopped uploading a few days before the period starts shows no change
     within it, but would still move the pooled control rate).
+
+    Returns
+    -------
+    ndarray of bool
+        Per cluster of ``merchants``: True when the merchant is left out.
     """
+    out = np.zeros(len(merchants.keys), dtype=bool)
     ctrl = (cell < T0) & rows["mature"].to_numpy(dtype=bool)
-    sub = rows.loc[ctrl, ["merchant_id", "unsettled", "attempts"]].assign(post=cell[ctrl] == C1)
-    if sub.empty:
-        return ()
-    t = sub.pivot_table(index="merchant_id", columns="post", values=["unsettled", "attempts"],
-                        aggfunc="sum", fill_value=0, observed=True)
-    if ("attempts", True) not in t.columns or ("attempts", False) not in t.columns:
-        return ()
-    u = np.column_stack([t[("unsettled", False)], t[("unsettled", True)]]).astype(float)
-    n = np.column_stack([t[("attempts", False)], t[("attempts", True)]]).astype(float)
-    level = alpha / max(len(t), 1)
+    post = (cell[ctrl] == C1).astype(np.int64)
+    if not post.any() or post.all():
+        return out
+    screened = _used_clusters(merchants.codes[ctrl], np.arange(len(merchants.keys)))
+    g = len(screened.keys)
+    flat = 2 * screened.codes + post
+    u = np.bincount(flat, rows["unsettled"].to_numpy(float)[ctrl], 2 * g).reshape(g, 2)
+    n = np.bincount(flat, rows["attempts"].to_numpy(float)[ctrl], 2 * g).reshape(g, 2)
+    level = alpha / max(g, 1)
     k = u.sum(1)
     ok = (k > 0) & (n > 0).all(1)
-    p_change = np.ones(len(t))
+    p_change = np.ones(g)
     p_change[ok] = _binom_two_sided(u[ok, 1], k[ok], n[ok, 1] / n[ok].sum(1))
     pool = u.sum(0) / np.maximum(n.sum(0), 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         high = (u / np.where(n > 0, n, np.inf)) >= min_ratio * pool[None, :]
         p_high = stats.binom.sf(u - 1, n, np.maximum(pool[None, :], 1e-12))
-    bad = (p_change < level) | (high & (p_high < level)).any(1)
-    return tuple(str(m) for m in t.index[bad])
+    out[screened.keys[(p_change < level) | (high & (p_high < level)).any(1)]] = True
+    return out
 
 
 # ---------------------------------------------------------------------------------
@@ -791,16 +890,20 @@ class _Estimate:
     note: str = ""
 
 
-def _did(design: _Design, components: Sequence[Component], *, alpha: float, cluster: str,
-         n_boot: int, seed) -> tuple[dict, list[_Estimate]]:
-    """The DiD point estimate with its clustered and bootstrap intervals, and the cell rates."""
+def _did(design: _Design, components: Sequence[Component], num: np.ndarray, den: np.ndarray, *,
+         alpha: float, cluster: str, n_boot: int, seed,
+         resampled: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[dict, list[_Estimate]]:
+    """The DiD point estimate with its clustered and bootstrap intervals, and the cell rates.
+
+    ``num``, ``den`` are :func:`_component_arrays` of the design's rows; ``resampled``
+    the bootstrap totals, if drawn already.
+    """
     rows, cell = design.rows, design.cell
-    num, den = _component_arrays(rows, components)
     all_den = rows[components[0].denominator].to_numpy(float)
     t1 = cell == T1
     m = float(den[t1][:, [c.mature_only for c in components]].sum() / all_den[t1].sum()) \
         if any(c.mature_only for c in components) and all_den[t1].sum() > 0 else 1.0
-    by_merchant = _sums(rows, cell, num, den, rows["merchant_id"].to_numpy())
+    by_merchant = _sums(cell, num, den, design.merchants)
     omega = _omega(components, m)
     tot_num, tot_den = by_merchant.num.sum(0), by_merchant.den.sum(0)
     rates = _rates(tot_num, tot_den)
@@ -817,8 +920,7 @@ def _did(design: _Design, components: Sequence[Component], *, alpha: float, clus
     n_obs = len(rows)
     psi_m = _influence(by_merchant, omega)
     v_m, v_m_plain = _cluster_variance(psi_m, n_obs, n_params, satt=True, volume_ratio=volume_ratio)
-    days = rows["business_date"].to_numpy()
-    by_day = _sums(rows, cell, num, den, days)
+    by_day = _sums(cell, num, den, design.days)
     day_index = pd.DatetimeIndex(by_day.keys)
     full = pd.date_range(day_index.min(), day_index.max()) if len(day_index) else day_index
     psi_d = np.zeros((len(full), 4))
@@ -826,8 +928,7 @@ def _did(design: _Design, components: Sequence[Component], *, alpha: float, clus
     lags = _newey_west_lags(len(full))
     v_d, _ = _cluster_variance(psi_d, n_obs, n_params, satt=True, volume_ratio=volume_ratio,
                                lags=lags)
-    merchant_day = (rows["merchant_id"].astype(str) + "|" + rows["business_date"].astype(str)).to_numpy()
-    v_md, _ = _cluster_variance(_influence(_sums(rows, cell, num, den, merchant_day), omega), n_obs,
+    v_md, _ = _cluster_variance(_influence(_sums(cell, num, den, design.merchant_days), omega), n_obs,
                                 n_params, satt=True, volume_ratio=volume_ratio)
     g_t = info["n_treated"]
     df_m, df_d = max(g_t - 1, 1), max(len(full) - 1, 1)
@@ -848,7 +949,8 @@ def _did(design: _Design, components: Sequence[Component], *, alpha: float, clus
     note = (f"{how}, raised to cover the after period's counterfactual noise (SATT); "
             f"t with {df} df; plain merchant-clustered SE {np.sqrt(v_m_plain):.5f}")
     ests = [_Estimate("did_cluster_se", effect, effect - q * se, effect + q * se, p, se, note=note)]
-    ests.append(_bootstrap(by_merchant, omega, alpha=alpha, n_boot=n_boot, seed=seed))
+    ests.append(_bootstrap(by_merchant, omega, alpha=alpha, n_boot=n_boot, seed=seed,
+                           resampled=resampled))
     info["diagnostics"] = {
         "se_merchant_plain": float(np.sqrt(v_m_plain)), "se_merchant": float(np.sqrt(v_m)),
         "se_day": float(np.sqrt(v_d)), "se_merchant_day": float(np.sqrt(v_md)), "df": int(df), "nw_lags": lags, "mature_share": m,
@@ -867,45 +969,82 @@ def _observed_cell_rates(num: np.ndarray, all_den: np.ndarray, cell: np.ndarray)
         return np.where(n > 0, tot / np.where(n > 0, n, 1), np.nan)
 
 
-def _resample_counts(rng: np.random.Generator, idx: np.ndarray, size: int, n_boot: int) -> np.ndarray:
-    """(n_boot, size) times each of ``idx`` is drawn when ``len(idx)`` draws are made with replacement.
+def _resampled_sums(rng: np.random.Generator, values: np.ndarray, n_boot: int) -> np.ndarray:
+    """(n_boot, k) sums of the rows of ``values`` (m, k) over m draws with replacement, per replicate.
 
-    Each row is Multinomial(len(idx), uniform over ``idx``); drawn as indices and
-    counted (a few replicates at a time: the draws of a big group are many).
+    The draws are indices (a few replicates at a time: the draws of a big
+    group are many), counted per replicate — Multinomial(m, uniform) — and
+    multiplied by ``values``. With integer-valued ``values`` the sums are
+    exact, whatever the order BLAS adds them in.
 
     Examples
     --------
-    >>> w = _resample_counts(np.random.default_rng(0), np.array([0, 2]), 3, 4)
-    >>> w.sum(axis=1).tolist(), w[:, 1].tolist()
-    ([2.0, 2.0, 2.0, 2.0], [0.0, 0.0, 0.0, 0.0])
+    >>> w = _resampled_sums(np.random.default_rng(0), np.eye(2), 4)
+    >>> w.sum(axis=1).tolist()
+    [2.0, 2.0, 2.0, 2.0]
     """
-    out = np.zeros((n_boot, size))
-    if not len(idx):
-        return out
-    m = len(idx)
+    m = len(values)
+    if not m:
+        return np.zeros((n_boot, values.shape[1]))
+    seen: dict[bytes, int] = {}  # equal columns (zeros, attempts of every metric) summed once
+    column = np.array([seen.setdefault(c.tobytes(), len(seen)) for c in values.T])
+    distinct = values[:, np.unique(column, return_index=True)[1]]
+    out = np.empty((n_boot, distinct.shape[1]))
     step = max(1, (1 << 22) // m)
     for b0 in range(0, n_boot, step):
         b1 = min(n_boot, b0 + step)
-        picks = rng.integers(0, m, size=(b1 - b0, m), dtype=np.int32)  # step * m < 2**31
-        picks += m * np.arange(b1 - b0, dtype=np.int32)[:, None]
-        out[b0:b1, idx] = np.bincount(picks.ravel(), minlength=(b1 - b0) * m).reshape(b1 - b0, m)
-    return out
+        picks = rng.integers(0, m, size=(b1 - b0, m), dtype=np.int32)
+        counts = np.empty((b1 - b0, m))
+        for i, drawn in enumerate(picks):  # one replicate's counts stay in cache
+            counts[i] = np.bincount(drawn, minlength=m)
+        out[b0:b1] = counts @ distinct
+    return out[:, column]
 
 
-def _bootstrap(s: _Sums, omega: np.ndarray, *, alpha: float, n_boot: int, seed) -> _Estimate:
-    """Percentile interval from resampling merchants within the scope and within the controls."""
+def _resampled(sums: Sequence[_Sums], n_boot: int, seed) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Bootstrap totals ``(num, den)``, each (n_boot, 4, K), of each of ``sums`` (one design's
+    merchants, any metrics) from one set of draws: merchants resampled with replacement within
+    the scope and within the controls."""
+    rng = np.random.default_rng(seed)
+    G, treated = len(sums[0].keys), sums[0].treated
+    parts = [a.reshape(G, -1) for s in sums for a in (s.num, s.den)]
+    # Counts times integer-valued sums: exact in any order, so BLAS may add them up.
+    values = np.concatenate(parts, axis=1)
+    total = np.zeros((n_boot, values.shape[1]))
+    for group in (treated, ~treated):
+        total += _resampled_sums(rng, values[group], n_boot)
+    pieces = np.split(total, np.cumsum([p.shape[1] for p in parts])[:-1], axis=1)
+    return [(pieces[2 * i].reshape(n_boot, *s.num.shape[1:]),
+             pieces[2 * i + 1].reshape(n_boot, *s.den.shape[1:])) for i, s in enumerate(sums)]
+
+
+def _shared_resamples(design: _Design, metrics: Sequence[str], *, n_boot: int,
+                      seed) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every metric's bootstrap totals (:func:`_resampled`) from one set of draws, by metric.
+
+    With a fixed seed (an int) each metric's bootstrap draws the same merchants,
+    so they are drawn once for all; otherwise (no seed, a generator) each metric
+    draws its own, and this is empty.
+    """
+    if n_boot <= 0 or len(metrics) < 2 or not isinstance(seed, (int, np.integer)):
+        return {}
+    sums = [_sums(design.cell, *_component_arrays(design.rows, METRICS[m]), design.merchants)
+            for m in metrics]
+    if sums[0].treated.sum() < 2 or (~sums[0].treated).sum() < 2:
+        return {}
+    return dict(zip(metrics, _resampled(sums, n_boot, seed)))
+
+
+def _bootstrap(s: _Sums, omega: np.ndarray, *, alpha: float, n_boot: int, seed,
+               resampled: tuple[np.ndarray, np.ndarray] | None = None) -> _Estimate:
+    """Percentile interval from resampling merchants within the scope and within the controls.
+
+    ``resampled``: the totals of :func:`_resampled`, if drawn already.
+    """
     if n_boot <= 0 or s.treated.sum() < 2 or (~s.treated).sum() < 2:
         return _Estimate("did_bootstrap", np.nan, np.nan, np.nan, np.nan,
                          note="not computed: fewer than 2 merchants in the scope or the controls")
-    rng = np.random.default_rng(seed)
-    G = len(s.keys)
-    w = np.zeros((n_boot, G))
-    for group in (s.treated, ~s.treated):
-        idx = np.flatnonzero(group)
-        w += _resample_counts(rng, idx, G, n_boot)
-    # Counts times integer-valued sums: exact in any order, so BLAS may add them up.
-    num = (w @ s.num.reshape(G, -1)).reshape(n_boot, *s.num.shape[1:])
-    den = (w @ s.den.reshape(G, -1)).reshape(n_boot, *s.den.shape[1:])
+    num, den = _resampled([s], n_boot, seed)[0] if resampled is None else resampled
     boot = _combine(_rates(num, den), omega)
     effect = _combine(_rates(s.num.sum(0), s.den.sum(0)), omega)
     lo, hi = np.nanquantile(boot, [alpha / 2, 1 - alpha / 2])
@@ -914,35 +1053,47 @@ def _bootstrap(s: _Sums, omega: np.ndarray, *, alpha: float, n_boot: int, seed) 
                      note=f"cluster bootstrap, {n_boot} resamples of merchants (population effect)")
 
 
-def _daily_series(design: _Design, components: Sequence[Component], group: int) -> pd.DataFrame:
-    """Daily pooled rate of the treated (group 1) or control (0) rows: date, post, value, n.
+def _daily_series(design: _Design, components: Sequence[Component],
+                  num: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Daily pooled rates of the control and the treated rows: date, post, value, n.
 
-    Days where a mature-only component is not yet mature are left out, so
-    every day's rate is complete.
+    ``num`` is the numerator part of :func:`_component_arrays` of the design's
+    rows. Days where a mature-only component is not yet mature are left out
+    of ``value``, so every day's rate is complete (``value_as_of`` counts them).
     """
     rows, cell = design.rows, design.cell
-    sel = (cell >= T0) if group else (cell < T0)
-    num, den = _component_arrays(rows.loc[sel], components)
-    complete = np.ones(sel.sum(), bool)
+    total = num.sum(1)
+    complete = np.ones(len(rows), bool)
     if any(c.mature_only for c in components):
-        complete = rows.loc[sel, "mature"].to_numpy(bool)
-    base = rows.loc[sel, components[0].denominator].to_numpy(float)
-    frame = pd.DataFrame({"date": rows.loc[sel, "business_date"].to_numpy(),
-                          "post": (cell[sel] % 2).astype(int), "num": num.sum(1) * complete,
-                          "n": base * complete, "n_all": base, "num_all": num.sum(1)})
-    daily = frame.groupby(["date", "post"], as_index=False).sum()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        daily["value"] = np.where(daily["n"] > 0, daily["num"] / daily["n"].where(daily["n"] > 0),
-                                  np.nan)
-        daily["value_as_of"] = daily["num_all"] / daily["n_all"].where(daily["n_all"] > 0)
-    return daily
+        complete = rows["mature"].to_numpy(bool)
+    base = rows[components[0].denominator].to_numpy(float)
+    size = 2 * len(design.days.keys)  # per group: by date, then post
+    flat = (cell >= T0) * size + 2 * design.days.codes + cell % 2
+    used = np.bincount(flat, minlength=2 * size) > 0
+    sums = {name: np.bincount(flat, values, 2 * size) for name, values in (
+        ("num", total * complete), ("n", base * complete), ("n_all", base), ("num_all", total))}
+    date, post = np.repeat(design.days.keys, 2), np.tile(np.array([0, 1], dtype=np.int64), size // 2)
+    out = []
+    for group in (0, 1):
+        ok = used[group * size:(group + 1) * size]
+        daily = pd.DataFrame({"date": date[ok], "post": post[ok],
+                              **{k: v[group * size:(group + 1) * size][ok] for k, v in sums.items()}})
+        with np.errstate(invalid="ignore", divide="ignore"):
+            daily["value"] = np.where(daily["n"] > 0, daily["num"] / daily["n"].where(daily["n"] > 0),
+                                      np.nan)
+            daily["value_as_of"] = daily["num_all"] / daily["n_all"].where(daily["n_all"] > 0)
+        out.append(daily)
+    return out[0], out[1]
 
 
-def _its(design: _Design, components: Sequence[Component], *, alpha: float) -> _Estimate:
-    """Segmented regression of the scope's daily rate (level and slope change), HAC SEs."""
+def _its(design: _Design, components: Sequence[Component], daily: pd.DataFrame, *,
+         alpha: float) -> _Estimate:
+    """Segmented regression of the scope's daily rate (level and slope change), HAC SEs.
+
+    ``daily`` is the scope's :func:`_daily_series`.
+    """
     import statsmodels.api as sm
 
-    daily = _daily_series(design, components, 1)
     daily = daily.loc[daily["n"] > 0].sort_values("date")
     pre, post = daily["post"].eq(0).to_numpy(), daily["post"].eq(1).to_numpy()
     if pre.sum() < 3 or post.sum() < 3:
@@ -1346,11 +1497,47 @@ def evaluate_fix(
     -------
     FixEffect
     """
+    _check_metric(metric)
+    row, design, match_notes = _design_of(
+        panel, intervention, interventions=interventions, terminals=terminals, treated=treated,
+        controls=controls, exclude_merchants=exclude_merchants, window_days=window_days, onset=onset,
+        detect=detect, match=match, min_days=min_days, screen_alpha=screen_alpha, periods=periods,
+        scopes=scopes)
+    return _effect(design, design.periods, row, metric, alpha=alpha, cluster=cluster, n_boot=n_boot,
+                   seed=seed, min_events=min_events, extra_notes=match_notes)
+
+
+def _check_metric(metric: str) -> None:
+    """ValueError unless ``metric`` is a key of :data:`METRICS`."""
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {sorted(METRICS)}, got {metric!r}")
+
+
+def _design_of(
+    panel: pd.DataFrame,
+    intervention,
+    *,
+    interventions: pd.DataFrame | None = None,
+    terminals: pd.DataFrame | None = None,
+    treated: Iterable[str] | None = None,
+    controls: Iterable[str] | None = None,
+    exclude_merchants: Iterable[str] = (),
+    window_days: int | None = None,
+    onset=None,
+    detect: bool = True,
+    match=None,
+    min_days: int = 3,
+    screen_alpha: float = 0.01,
+    periods: FixPeriods | None = None,
+    scopes: Mapping[tuple[str, str], np.ndarray] | None = None,
+    keys: _PanelKeys | None = None,
+) -> tuple[dict, _Design, list[str]]:
+    """The intervention row, the design of its evaluation (whatever the metric) and notes on the
+    matched controls; parameters as :func:`evaluate_fix` (``keys``: the panel's, if computed)."""
     row, table = _intervention_row(intervention, interventions)
     stype, svalue = str(row["scope_type"]), str(row["scope_value"])
     scopes = _ScopeMasks(panel, terminals) if scopes is None else scopes
+    keys = _PanelKeys.of(panel) if keys is None else keys
     if treated is not None:
         in_scope = panel["merchant_id"].isin(list(treated)).to_numpy()
     else:
@@ -1370,11 +1557,10 @@ def evaluate_fix(
     if controls is not None:
         control = panel["merchant_id"].isin(list(controls)).to_numpy() & ~in_scope
     else:
-        control = _control_mask(panel, in_scope, exclude_merchants, other)
+        control = _control_mask(keys, in_scope, exclude_merchants, other)
     control, match_notes = _match_controls(panel, in_scope, control, match)
-    design = _build_design(panel, periods, in_scope, control, screen_alpha=screen_alpha)
-    return _effect(design, periods, row, metric, alpha=alpha, cluster=cluster, n_boot=n_boot,
-                   seed=seed, min_events=min_events, extra_notes=match_notes)
+    design = _build_design(panel, keys, periods, in_scope, control, screen_alpha=screen_alpha)
+    return row, design, match_notes
 
 
 def _with_detected_onset(periods, signals, table, first, last, window_days, min_days) -> FixPeriods:
@@ -1405,11 +1591,15 @@ def _other_scopes(panel, table, periods: FixPeriods, scopes: Mapping[tuple[str, 
     return mask
 
 
-def _effect(design: _Design, periods: FixPeriods, row: dict, metric: str, *, alpha, cluster,
-            n_boot, seed, min_events, extra_notes=()) -> FixEffect:
-    """Run the estimators on a design and assemble the :class:`FixEffect`."""
+def _effect(design: _Design, periods: FixPeriods, row: dict, metric: str, *, alpha=0.05,
+            cluster="auto", n_boot=999, seed=None, min_events=5, extra_notes=(),
+            resampled=None) -> FixEffect:
+    """Run the estimators on a design and assemble the :class:`FixEffect` (defaults as
+    :func:`evaluate_fix`; ``resampled``: the bootstrap totals, if drawn already)."""
     comps = METRICS[metric]
     cell = design.cell
+    num, den = _component_arrays(design.rows, comps)
+    daily = _daily_series(design, comps, num)
     flags, notes = list(periods.flags), list(periods.notes)
     remarks = list(periods.remarks) + list(extra_notes) + list(design.notes)
     has_treated = bool((cell >= T0).any()) and (cell == T0).any() and (cell == T1).any()
@@ -1426,7 +1616,8 @@ def _effect(design: _Design, periods: FixPeriods, row: dict, metric: str, *, alp
     info = {"cell_rate": np.full(4, np.nan), "n_treated": 0, "n_control": 0, "m": 1.0,
             "eventual": np.nan}
     if has_treated and has_control:
-        info, methods = _did(design, comps, alpha=alpha, cluster=cluster, n_boot=n_boot, seed=seed)
+        info, methods = _did(design, comps, num, den, alpha=alpha, cluster=cluster, n_boot=n_boot,
+                             seed=seed, resampled=resampled)
         if info["m"] < 1 and any(c.mature_only for c in comps):
             remarks.append(
                 f"{100 * (1 - info['m']):.0f}% of the after period's attempts are still inside "
@@ -1441,12 +1632,11 @@ def _effect(design: _Design, periods: FixPeriods, row: dict, metric: str, *, alp
         flags.append("no_data")
         notes.append("the scope has no attempts in the before or after period")
     if has_treated:
-        methods.append(_its(design, comps, alpha=alpha))
+        methods.append(_its(design, comps, daily[1], alpha=alpha))
         if not has_control:
-            num, den = _component_arrays(design.rows, comps)
             info["cell_rate"] = _observed_cell_rates(num, design.rows[comps[0].denominator]
                                                      .to_numpy(float), cell)
-            info["n_treated"] = int(design.rows.loc[cell >= T0, "merchant_id"].nunique())
+            info["n_treated"] = len(np.unique(design.merchants.codes[cell >= T0]))
     remarks += _interval_remarks(methods, metric)
     primary = next((m for m in methods if m.method == _PRIMARY), None)
     if primary is None:
@@ -1482,7 +1672,7 @@ def _effect(design: _Design, periods: FixPeriods, row: dict, metric: str, *, alp
         evaluated_with=tuple(c for c in ids if c != cid),
         se=float(primary.se),
         methods=table,
-        daily=_plot_series(design, comps),
+        daily=_plot_series(daily),
         periods=periods,
         diagnostics=info.get("diagnostics", {}),
     )
@@ -1504,10 +1694,11 @@ def _interval_remarks(methods: list[_Estimate], metric: str) -> list[str]:
     return []
 
 
-def _plot_series(design: _Design, comps) -> pd.DataFrame:
+def _plot_series(daily: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The series :meth:`FixEffect.plot` draws, from the control and scope :func:`_daily_series`."""
     parts = []
     for group, name in ((1, "scope"), (0, "control")):
-        d = _daily_series(design, comps, group)
+        d = daily[group]
         if len(d):
             parts.append(pd.DataFrame({"date": d["date"], "group": name, "rate": d["value_as_of"],
                                        "n": d["n_all"], "post": d["post"]}))
@@ -1674,8 +1865,12 @@ def evaluate_fixes_on(
         notes.append("no terminal_events table: link errors per 100 attempts cannot be measured")
         metrics = [m for m in metrics if m != "link_errors_per_100"]
     metrics = ["unsettled_rate", *[m for m in metrics if m != "unsettled_rate"]]
+    for metric in metrics:
+        _check_metric(metric)
     panel = daily_panel_on(engine, as_of=as_of, level="terminal", mcc=True, credit_days=False)
     scopes = _ScopeMasks(panel, options.get("terminals"))
+    keys = _PanelKeys.of(panel)
+    effect_options = {k: options.pop(k) for k in ("alpha", "cluster", "min_events") if k in options}
     first, last = panel["business_date"].min(), panel["business_date"].max()
     all_periods = split_periods(iv, first_day=first, last_day=last, onsets=onsets,
                                 window_days=window_days, min_days=min_days)
@@ -1693,11 +1888,14 @@ def evaluate_fixes_on(
                                                                    periods.scope_value):
                 periods = _with_detected_onset(periods, _onset_signals(panel, in_scope),
                                                iv, first, last, window_days, min_days)
-            for metric in metrics:
-                effects.append(evaluate_fix(panel, row, interventions=iv, metric=metric,
-                                            exclude_merchants=exclude_merchants, periods=periods,
-                                            n_boot=n_boot, seed=seed, min_days=min_days, scopes=scopes,
-                                            **options))
+            row, design, match_notes = _design_of(
+                panel, row, interventions=iv, exclude_merchants=exclude_merchants, periods=periods,
+                min_days=min_days, scopes=scopes, keys=keys, **options)
+            shared = _shared_resamples(design, metrics, n_boot=n_boot, seed=seed)
+            for metric in metrics:  # one design (and one bootstrap draw) serves every metric
+                effects.append(_effect(design, design.periods, row, metric, n_boot=n_boot, seed=seed,
+                                       extra_notes=match_notes, resampled=shared.get(metric),
+                                       **effect_options))
     return FixEvaluation(tuple(effects), tuple(notes))
 
 

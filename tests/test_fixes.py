@@ -139,16 +139,71 @@ def test_cluster_se_equals_statsmodels_and_the_hand_formula():
 
 
 def test_resampled_counts_are_multinomial():
-    from analysis.fixes import _resample_counts
+    from analysis.fixes import _resampled_sums
 
-    idx = np.array([1, 3, 4, 6, 7])
-    w = _resample_counts(np.random.default_rng(1), idx, 9, 20_000)
-    assert (w.sum(axis=1) == 5).all() and not w[:, [0, 2, 5, 8]].any()
+    w = _resampled_sums(np.random.default_rng(1), np.eye(5), 20_000)  # sums of unit rows: counts
+    assert w.shape == (20_000, 5) and (w.sum(axis=1) == 5).all()
     n, p = 5, 1 / 5  # Multinomial(5, uniform): mean 1, variance 0.8, covariance -0.2
-    assert w[:, idx].mean(axis=0) == pytest.approx(np.full(5, n * p), abs=0.03)
-    cov = np.cov(w[:, idx].T)
+    assert w.mean(axis=0) == pytest.approx(np.full(5, n * p), abs=0.03)
+    cov = np.cov(w.T)
     assert np.diag(cov) == pytest.approx(np.full(5, n * p * (1 - p)), abs=0.04)
     assert cov[np.triu_indices(5, 1)] == pytest.approx(np.full(10, -n * p * p), abs=0.03)
+
+
+def test_resampled_sums_are_the_counts_times_the_values():
+    from analysis.fixes import _resampled_sums
+
+    values = np.array([[1.0, 0, 1, 5], [2, 0, 2, 0], [3, 0, 3, 7]])  # equal and zero columns
+    got = _resampled_sums(np.random.default_rng(4), values, 50)
+    counts = _resampled_sums(np.random.default_rng(4), np.eye(3), 50)
+    np.testing.assert_array_equal(got, counts @ values)
+    assert _resampled_sums(np.random.default_rng(4), np.zeros((0, 2)), 3).shape == (3, 2)
+
+
+def test_one_draw_serves_every_metric_with_a_fixed_seed():
+    from analysis.fixes import (METRICS, _component_arrays, _design_of, _resampled, _shared_resamples,
+                                _sums)
+
+    _, design, _ = _design_of(make_panel(seed=4), intervention(), detect=False)
+    metrics = list(METRICS)
+    shared = _shared_resamples(design, metrics, n_boot=30, seed=7)
+    for metric in metrics:
+        s = _sums(design.cell, *_component_arrays(design.rows, METRICS[metric]), design.merchants)
+        alone = _resampled([s], 30, 7)[0]
+        np.testing.assert_array_equal(shared[metric][0], alone[0])
+        np.testing.assert_array_equal(shared[metric][1], alone[1])
+    assert _shared_resamples(design, metrics, n_boot=30, seed=None) == {}
+    assert _shared_resamples(design, metrics, n_boot=30, seed=np.random.default_rng(7)) == {}
+
+
+@pytest.mark.parametrize("extra", [[], ["M|0", "M|", "M0|1"]])
+def test_merchant_day_clusters_are_in_the_order_of_their_text(extra):
+    from analysis.fixes import _merchant_day_clusters, _PanelKeys
+
+    ids = ["M1", "M10", "M1a", "M1-", "M", "M2", "M1.5", "m", "Ä1", *extra]
+    rng = np.random.default_rng(0)
+    panel = pd.DataFrame({"merchant_id": rng.choice(ids, 400),
+                          "business_date": pd.Timestamp("2026-03-01")
+                          + pd.to_timedelta(rng.integers(0, 12, 400), unit="D")})
+    keys = _PanelKeys.of(panel)
+    assert (keys.text_rank is None) == bool(extra)
+    assert list(keys.merchants[keys.merchant]) == list(panel["merchant_id"])
+    got = _merchant_day_clusters(keys, keys.merchant, keys.day)
+    text = (panel["merchant_id"] + "|" + panel["business_date"].astype(str)).to_numpy()
+    want, _ = pd.factorize(text, sort=True)
+    np.testing.assert_array_equal(got.codes, want)
+
+
+def test_evaluate_fixes_equals_evaluate_fix_metric_by_metric():
+    # evaluate_fixes builds one design per fix and draws the bootstrap once for all metrics
+    fixes = (Fix("network_upgrade", "network_segment", None, "2026-03-20 01:30"),)
+    city, ds, rec, panel = _city_panel(14, merchants=40, days=25, fixes=fixes)
+    ev = evaluate_fixes(ds, rec, n_boot=49, seed=3, detect=False)
+    for e in ev.effects:
+        one = evaluate_fix(panel, e.change_id, interventions=ds.interventions, metric=e.metric,
+                           n_boot=49, seed=3, detect=False)
+        pd.testing.assert_frame_equal(one.table(), e.table(), check_exact=True)
+        pd.testing.assert_frame_equal(one.daily, e.daily, check_exact=True)
 
 
 def test_bootstrap_and_primary_intervals_cover_a_known_effect():
