@@ -99,3 +99,16 @@ def test_reconcile_on_spark_equals_duckdb(case, spark_engine):
         want = _reconciled(eng, case)
     got = _reconciled(spark_engine, case)
     pd.testing.assert_frame_equal(got, want, check_dtype=True)
+
+
+def test_spark_close_releases_tables_and_checkpoints(spark_engine):
+    """Nothing an engine stored stays in Spark's block manager after close():
+    a long session (the test suite, a scheduled service) otherwise fills the driver."""
+    rdds = spark_engine.spark.sparkContext._jsc.getPersistentRDDs
+    before = set(rdds().keys())
+    spark_engine.create_table("t_cached", "SELECT 1 AS a")
+    spark_engine.create_checkpoint("t_checkpoint", "SELECT a + 1 AS b FROM t_cached")
+    assert spark_engine.fetch("SELECT b FROM t_checkpoint")["b"].tolist() == [2]
+    assert len(set(rdds().keys()) - before) >= 2
+    spark_engine.close()
+    assert set(rdds().keys()) - before == set()

@@ -61,13 +61,17 @@ class SparkEngine(Engine):
             .config("spark.ui.enabled", "false")
             .config("spark.ui.showConsoleProgress", "false")
             .config("spark.sql.ansi.enabled", "false")
+            .config("spark.sql.ui.retainedExecutions", "20")
         )
+        if master.startswith("local"):  # Spark's default 1g is tight for the driver doing everything
+            builder = builder.config("spark.driver.memory", "2g")
         for key, value in (conf or {}).items():
             builder = builder.config(key, value)
         self.spark = builder.getOrCreate()
         self.spark.sparkContext.setLogLevel("ERROR")
         self.master = master
         self._cached: list = []
+        self._checkpoints: list[int] = []  # ids of the localCheckpoint RDDs
 
     def _sql(self, sql: str):
         return self.spark.sql(to_spark_sql(sql))
@@ -97,9 +101,16 @@ class SparkEngine(Engine):
         For tables built on one another: their plans would otherwise nest ever
         deeper, and a dropped helper view would uncache every table built on it.
         """
+        known = set(self._persistent_rdds())
         df = self._sql(sql).localCheckpoint(eager=True)
+        # unpersisting the DataFrame leaves the checkpoint's RDD blocks in the driver:
+        # keep the RDD's id to release it too
+        self._checkpoints.extend(set(self._persistent_rdds()) - known)
         self._cached.append(df)
         df.createOrReplaceTempView(name)
+
+    def _persistent_rdds(self):
+        return self.spark.sparkContext._jsc.getPersistentRDDs()
 
     def fetch_arrow(self, sql: str) -> pa.Table:
         return self._sql(sql).toArrow()
@@ -114,6 +125,11 @@ class SparkEngine(Engine):
         for df in self._cached:
             df.unpersist()
         self._cached.clear()
+        rdds = self._persistent_rdds()
+        for rdd_id in self._checkpoints:
+            if rdds.containsKey(rdd_id):
+                rdds.get(rdd_id).unpersist(False)
+        self._checkpoints.clear()
 
     def stop(self) -> None:
         """Stop the Spark session (a later engine starts a new one)."""
