@@ -143,7 +143,7 @@ from scipy import stats
 from .aggregates import frames_engine
 from .contract import OUTPUTS, SCOPE_TYPES
 from .engine.base import Engine
-from .metrics import daily_panel, daily_panel_on, moment_of
+from .metrics import COUNT_COLUMNS, daily_panel, daily_panel_on, moment_of
 from .reconcile import to_local_time
 
 # ---------------------------------------------------------------------------------
@@ -1408,6 +1408,22 @@ def _intervention_row(intervention, interventions: pd.DataFrame | None) -> tuple
 ONSET_SIGNALS = (("unsettled",), ("reversed", "reversal_failed"), ("link_errors",))
 
 
+def _panel_counts(metrics: Sequence[str]) -> list[str]:
+    """The panel's count columns an evaluation of ``metrics`` reads: the metrics' components,
+    the onset signals and the control screen's ``unsettled``.
+
+    Examples
+    --------
+    >>> _panel_counts(["success_rate"])
+    ['unsettled', 'reversed', 'reversal_failed', 'link_errors', 'approved', 'attempts']
+    """
+    wanted = ["unsettled", *[c for signal in ONSET_SIGNALS for c in signal]]
+    for metric in metrics:
+        for c in METRICS[metric]:
+            wanted += [*c.numerator, c.denominator]
+    return [c for c in dict.fromkeys(wanted) if c in COUNT_COLUMNS]
+
+
 def _onset_signals(panel: pd.DataFrame, treated: np.ndarray) -> list[pd.DataFrame]:
     """The scope's daily ``date, cases, n`` for each of :data:`ONSET_SIGNALS` (mature days only).
 
@@ -1867,7 +1883,8 @@ def evaluate_fixes_on(
     metrics = ["unsettled_rate", *[m for m in metrics if m != "unsettled_rate"]]
     for metric in metrics:
         _check_metric(metric)
-    panel = daily_panel_on(engine, as_of=as_of, level="terminal", mcc=True, credit_days=False)
+    panel = daily_panel_on(engine, as_of=as_of, level="terminal", mcc=True, credit_days=False,
+                           counts=_panel_counts(metrics), release=True)
     scopes = _ScopeMasks(panel, options.get("terminals"))
     keys = _PanelKeys.of(panel)
     effect_options = {k: options.pop(k) for k in ("alpha", "cluster", "min_events") if k in options}

@@ -71,6 +71,8 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -177,7 +179,8 @@ def _links_sql(level: str, link_errors: bool) -> str:
     GROUP BY {keys}"""
 
 
-def panel_sql(level: str, *, as_of_day: int, link_errors: bool, mcc: bool, credit_days: bool = True) -> str:
+def panel_sql(level: str, *, as_of_day: int, link_errors: bool, mcc: bool, credit_days: bool = True,
+              counts: Sequence[str] | None = None) -> str:
     """The panel step: one row per merchant (or terminal) and business day, over the engine tables.
 
     Parameters
@@ -193,6 +196,9 @@ def panel_sql(level: str, *, as_of_day: int, link_errors: bool, mcc: bool, credi
     credit_days : bool
         Compute ``median_credit_days`` (a median per row: the costliest
         aggregate of the step; callers that need only counts leave it out).
+    counts : sequence of str, optional
+        The :data:`COUNT_COLUMNS` to compute (default all); ``attempts`` and
+        ``link_errors`` are always there.
 
     Returns
     -------
@@ -209,11 +215,15 @@ def panel_sql(level: str, *, as_of_day: int, link_errors: bool, mcc: bool, credi
     unit = "terminal_id" if level == "terminal" else "merchant_id"
     keys = ["merchant_id", "terminal_id", "day"] if level == "terminal" else ["merchant_id", "day"]
     group = ", ".join(keys)
-    counts = ",\n        ".join(f"{_count(cond)} AS {name}" for name, cond in _CONDITIONS.items())
+    kept = {name: cond for name, cond in _CONDITIONS.items() if counts is None or name in counts}
+    unknown = set(counts or ()) - set(COUNT_COLUMNS)
+    if unknown:
+        raise ValueError(f"not count columns of the panel: {', '.join(sorted(unknown))}")
+    sums = "".join(f"\n        {_count(cond)} AS {name}," for name, cond in kept.items())
     infra = (f"SELECT terminal_id, {', '.join(INFRA_COLUMNS)} FROM terminals" if level == "terminal"
              else DOMINANT_SQL)
     key_cols = ", ".join(f"COALESCE(c.{k}, l.{k}) AS {k}" for k in keys[:-1])
-    zeros = ",\n       ".join(f"COALESCE(c.{c}, 0) AS {c}" for c in ["attempts", *_CONDITIONS])
+    zeros = ",\n       ".join(f"COALESCE(c.{c}, 0) AS {c}" for c in ["attempts", *kept])
     return f"""
 WITH attempt AS (
     SELECT merchant_id, terminal_id, day, outcome, approved, credit_business_days, deadline_day,{_LINK_FLAGS}
@@ -222,8 +232,7 @@ WITH attempt AS (
           {"AND terminal_id IS NOT NULL" if level == "terminal" else ""}
 ), counts AS (
     SELECT {group},
-        CAST(COUNT(*) AS BIGINT) AS attempts,
-        {counts},
+        CAST(COUNT(*) AS BIGINT) AS attempts,{sums}
         {"MEDIAN(credit_business_days) AS median_credit_days," if credit_days else ""}
         MAX(deadline_day) AS deadline_day
     FROM attempt GROUP BY {group}
@@ -266,6 +275,8 @@ def daily_panel_on(
     mature_only: bool = False,
     mcc: bool = False,
     credit_days: bool = True,
+    counts: Sequence[str] | None = None,
+    release: bool = False,
 ) -> pd.DataFrame:
     """:func:`daily_panel` of the data in an engine (tables ``reconciled``, ``terminals``,
     ``terminal_events`` when present, ``merchants`` when ``mcc``).
@@ -283,6 +294,12 @@ def daily_panel_on(
     credit_days : bool
         Include ``median_credit_days`` (a median per row, the step's costliest
         part on big data; False leaves the column out).
+    counts : sequence of str, optional
+        Only these :data:`COUNT_COLUMNS` (and ``attempts``, ``link_errors``, and
+        the rates they give); default all.
+    release : bool
+        Have the engine hand its cache back before pandas copies the panel
+        (:meth:`Engine.fetch`): for a big panel.
 
     Returns
     -------
@@ -307,8 +324,8 @@ def daily_panel_on(
     _check_level(level)
     link_errors = engine.has("terminal_events")
     sql = panel_sql(level, as_of_day=as_of_day(as_of), link_errors=link_errors, mcc=mcc,
-                    credit_days=credit_days)
-    panel = engine.fetch(sql)
+                    credit_days=credit_days, counts=counts)
+    panel = engine.fetch(sql, release=release)
     panel["business_date"] = dates_from_days(panel["business_date"]).astype("datetime64[us]")
     panel["deadline"] = dates_from_days(panel["deadline"])
     panel["mature"] = panel["mature"].astype(bool)

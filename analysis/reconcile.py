@@ -271,6 +271,15 @@ ENGINE_COLUMNS = (
 )
 
 
+#: Text columns of ``reconciled`` with a closed list of values (the contract's allowed
+#: codes, the outcomes): an engine may store them compactly (:meth:`Engine.create_table`).
+ENGINE_CODES = {
+    **{c.name: c.allowed for t in ("transactions", "settlements", "merchants")
+       for c in TABLES[t].columns if c.allowed and c.name in ENGINE_COLUMNS},
+    "outcome": tuple(OUTCOMES),
+}
+
+
 def as_of_day(as_of: pd.Timestamp) -> int:
     """Day number (days since 1970-01-01) of a moment's Asia/Shanghai calendar day."""
     day = to_local_time(as_of).tz_localize(None).normalize()
@@ -291,7 +300,7 @@ def reconcile_on(engine, *, as_of, name: str = "reconciled", carry: tuple[str, .
     """
     settlements, merchants = engine.has("settlements"), engine.has("merchants")
     sql = reconcile_sql(as_of_day(as_of), settlements=settlements, merchants=merchants, carry=carry)
-    engine.create_table(f"{name}_all", sql)
+    engine.create_table(f"{name}_all", sql, codes=ENGINE_CODES)
     off = engine.fetch(
         f"SELECT txn_id, day FROM {name}_all WHERE off_calendar ORDER BY day, txn_id LIMIT 1"
     )

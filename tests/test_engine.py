@@ -112,3 +112,42 @@ def test_spark_close_releases_tables_and_checkpoints(spark_engine):
     assert len(set(rdds().keys()) - before) >= 2
     spark_engine.close()
     assert set(rdds().keys()) - before == set()
+
+
+def test_duckdb_code_columns_are_enums_that_read_back_as_text():
+    """``codes`` columns are stored as ENUMs: they sort, compare, group and fetch as the text."""
+    values = pd.DataFrame({"k": [1, 2, 3, 4, 5], "x": ["void", "purchase", None, "refund", "purchase"]})
+    with DuckDBEngine() as eng:
+        eng.register_frame("v", values)
+        eng.create_table("coded", "SELECT * FROM v", codes={"x": ("void", "refund", "purchase")})
+        eng.create_table("plain", "SELECT * FROM v")
+        assert eng.scalar("SELECT typeof(x) FROM coded LIMIT 1").startswith("ENUM")
+        for sql in ("SELECT * FROM {} ORDER BY x NULLS LAST, k",
+                    "SELECT x, count(*) AS n, max(x) OVER () AS top FROM {} GROUP BY x ORDER BY x",
+                    "SELECT k FROM {} WHERE x IN ('refund', 'transfer') OR x < 'q' ORDER BY k",
+                    "SELECT k, coalesce(x, 'none') || '!' AS y FROM {} ORDER BY k"):
+            pd.testing.assert_frame_equal(eng.fetch(sql.format("coded")), eng.fetch(sql.format("plain")))
+        # a value outside the list (data the loader did not check): the text is kept as it is
+        eng.create_table("odd", "SELECT * FROM v", codes={"x": ("void",)})
+        assert eng.scalar("SELECT typeof(x) FROM odd LIMIT 1") == "VARCHAR"
+        pd.testing.assert_frame_equal(eng.fetch("SELECT * FROM odd ORDER BY k"), values)
+
+
+def test_reconciled_codes_cover_every_value_the_loader_lets_through():
+    """Each coded column of ``reconciled`` lists the contract's allowed values (and the outcomes)."""
+    from analysis.contract import OUTCOMES
+    from analysis.reconcile import ENGINE_CODES
+
+    allowed = {c.name: c.allowed for t in TABLES.values() for c in t.columns if c.allowed}
+    assert ENGINE_CODES["outcome"] == tuple(OUTCOMES)
+    for column in ("txn_type", "reversal", "reversal_reason", "credit_status", "return_reason",
+                   "settlement_cycle"):
+        assert ENGINE_CODES[column] == allowed[column]
+
+
+def test_fetch_with_release_gives_the_same_frame_and_keeps_the_limit():
+    with DuckDBEngine(memory_limit="1GB") as eng:
+        limit = eng.scalar("SELECT current_setting('memory_limit')")
+        sql = "SELECT range AS i, 'x' || range AS s FROM range(1000)"
+        pd.testing.assert_frame_equal(eng.fetch(sql, release=True), eng.fetch(sql))
+        assert eng.scalar("SELECT current_setting('memory_limit')") == limit

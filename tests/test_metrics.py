@@ -331,3 +331,18 @@ def test_daily_panel_on_without_credit_days_has_the_same_counts(dataset, reconci
         counts = daily_panel_on(eng, as_of=AS_OF, level="terminal", credit_days=False)
     assert "median_credit_days" in full.columns and "median_credit_days" not in counts.columns
     pd.testing.assert_frame_equal(counts, full.drop(columns="median_credit_days"))
+
+
+def test_daily_panel_on_with_some_counts_has_those_columns_equal(dataset, reconciled):
+    wanted = ["unsettled", "reversed", "approved"]
+    with frames_engine(reconciled=reconciled, terminals=dataset.terminals,
+                       terminal_events=dataset.terminal_events) as eng:
+        full = daily_panel_on(eng, as_of=AS_OF, level="terminal")
+        some = daily_panel_on(eng, as_of=AS_OF, level="terminal", counts=wanted, release=True)
+        with pytest.raises(ValueError, match="not count columns of the panel: nope"):
+            daily_panel_on(eng, as_of=AS_OF, counts=["unsettled", "nope"])
+    left_out = [c for c in COUNT_COLUMNS if c not in (*wanted, "attempts", "link_errors")]
+    assert not set(left_out) & set(some.columns)
+    assert {"unsettled_rate", "success_rate", "link_errors_per_100"} <= set(some.columns)
+    assert "money_not_arrived_rate" not in some.columns  # its numerator was left out
+    pd.testing.assert_frame_equal(some, full[list(some.columns)])

@@ -24,7 +24,7 @@ total (ties broken by an id).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -98,8 +98,13 @@ class Engine(ABC):
         """``CREATE OR REPLACE VIEW name AS sql`` (not evaluated until used)."""
 
     @abstractmethod
-    def create_table(self, name: str, sql: str) -> None:
-        """Evaluate ``sql`` once and keep the result as ``name`` (spilling to disk if large)."""
+    def create_table(self, name: str, sql: str, codes: Mapping[str, Sequence[str]] | None = None) -> None:
+        """Evaluate ``sql`` once and keep the result as ``name`` (spilling to disk if large).
+
+        ``codes`` names text columns with few known values (column → all the values
+        it may hold): an engine may store them compactly (DuckDB: as ENUMs, sorted so
+        that they order as text); queries and fetches see them as text.
+        """
 
     @abstractmethod
     def fetch_arrow(self, sql: str) -> pa.Table:
@@ -113,9 +118,17 @@ class Engine(ABC):
     def has(self, name: str) -> bool:
         """True if ``name`` is a registered table or view."""
 
-    def fetch(self, sql: str) -> pd.DataFrame:
-        """Run a query and return its (small) result as pandas (see :func:`arrow_to_pandas`)."""
-        return arrow_to_pandas(self.fetch_arrow(sql))
+    def fetch(self, sql: str, *, release: bool = False) -> pd.DataFrame:
+        """Run a query and return its (small) result as pandas (see :func:`arrow_to_pandas`).
+
+        ``release``: the result is big and pandas will copy it: the engine hands its
+        cache back (:meth:`spilled`) before the conversion, so the two don't add up.
+        """
+        table = self.fetch_arrow(sql)
+        if release:
+            with self.spilled():
+                pass
+        return arrow_to_pandas(table)
 
     def scalar(self, sql: str):
         """The single value a query returns (None for SQL NULL)."""

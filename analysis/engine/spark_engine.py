@@ -87,7 +87,8 @@ class SparkEngine(Engine):
     def create_view(self, name: str, sql: str) -> None:
         self._sql(sql).createOrReplaceTempView(name)
 
-    def create_table(self, name: str, sql: str) -> None:
+    def create_table(self, name: str, sql: str, codes=None) -> None:
+        # ``codes``: Spark keeps the text (its columnar cache compresses it already)
         from pyspark import StorageLevel
 
         df = self._sql(sql).persist(StorageLevel.MEMORY_AND_DISK)
