@@ -448,6 +448,9 @@ class _Data:
         numeric = ["terminal", "merchant", "day", "transfer", "attempts", "cases", *FAULT_CAUSES]
         arrays = {c: self.cells[c].to_numpy() for c in numeric}
         arrays["kind"] = arrays["transfer"].astype(np.intp)  # 0 purchase, 1 transfer: row of _type_rates
+        # attempts and the counts of _RATE_COLUMNS side by side, for _type_rates' one pass
+        arrays["rate_counts"] = np.column_stack(
+            [arrays[c] for c in ("attempts", *_RATE_COLUMNS)]).astype(np.float64)
         return arrays
 
     def column(self, name: str) -> np.ndarray:
@@ -587,7 +590,7 @@ def _build_data(raw: pd.DataFrame, merchants: pd.DataFrame, terminals: pd.DataFr
     """:func:`fault_cells_on`'s cells as codes into the merchant, terminal and bank tables, in key order."""
     merchant = pd.Index(merchants["merchant_id"]).get_indexer(raw["merchant_id"].astype(str))
     terminal = pd.Index(terminals["terminal_id"]).get_indexer(raw["terminal_id"].astype(str))
-    banks = pd.Index(sorted({NOT_A_TRANSFER, MISSING, *raw[BANK_DIM].astype(str)}))
+    banks = pd.Index(sorted({NOT_A_TRANSFER, MISSING, *raw[BANK_DIM].astype(str).unique()}))
     bank = banks.get_indexer(raw[BANK_DIM].astype(str))
     day0 = int(raw["day"].min())
     day = raw["day"].to_numpy(np.int64) - day0
@@ -646,9 +649,12 @@ def _memo(data: _Data, active: np.ndarray, what: str, compute):
 def _type_rates(data: _Data, active: np.ndarray) -> np.ndarray:
     """Rates of cases and of each fault cause among active attempts, per type: shape (2, 1 + causes)."""
     def compute() -> np.ndarray:
-        kind, w = data.column("kind"), active.astype(float)
-        n = np.bincount(kind, weights=data.column("attempts") * w, minlength=2)
-        c = np.stack([np.bincount(kind, weights=data.column(k) * w, minlength=2) for k in _RATE_COLUMNS], 1)
+        kind = data.column("kind")
+        by_kind = np.stack([active & (kind == 0), active & (kind == 1)], 1).astype(np.float64)
+        # one matrix product for every column; the counts are whole numbers, so the
+        # sums are exact (the same as bincount's) whatever order BLAS adds them in
+        sums = (data.column("rate_counts").T @ by_kind).T  # (2, 1 + causes)
+        n, c = sums[:, 0], np.ascontiguousarray(sums[:, 1:])
         return np.divide(c, n[:, None], out=np.zeros_like(c), where=n[:, None] > 0)
 
     return _memo(data, active, "rates", compute)
