@@ -259,7 +259,6 @@ def evidence_sql(
     last_day: int,
     has_events: bool,
     has_settlements: bool,
-    ordered: bool = True,
 ) -> str:
     """The query of :func:`incident_features_on` over the :func:`staging_sql` tables (DuckDB dialect).
 
@@ -274,9 +273,6 @@ def evidence_sql(
         Whether the engine has ``terminal_events``.
     has_settlements : bool
         Whether clearing is known; without it no credit was returned.
-    ordered : bool
-        Sort the rows by ``k`` (leave it out when the rows go into a table that
-        is read back by ``k``: sorting millions of wide rows is the query's costliest part).
 
     Returns
     -------
@@ -520,7 +516,7 @@ LEFT JOIN a0 ON a0.terminal_id = i.terminal_id
 LEFT JOIN bursts AS bu ON bu.k = i.k
 LEFT JOIN patterns AS p ON p.merchant_id = i.merchant_id AND p.txn_type = i.txn_type
 LEFT JOIN dark AS dk ON dk.terminal_id = i.terminal_id AND dk.day = i.day
-{"ORDER BY i.k" if ordered else ""}
+ORDER BY i.k
 """
 
 
@@ -670,12 +666,18 @@ def incident_feature_batches_on(
     for name, sql in staging_sql(window_s=window_s, has_events=has_events, order_by=order_by).items():
         engine.create_table(name, sql)
     first_day, last_day = _day_span(engine)
-    options = dict(window_s=window_s, thresholds=th, first_day=first_day, last_day=last_day,
-                   has_events=has_events, has_settlements=has_settlements)
+    sql = evidence_sql(
+        window_s=window_s,
+        thresholds=th,
+        first_day=first_day,
+        last_day=last_day,
+        has_events=has_events,
+        has_settlements=has_settlements,
+    )
     if batch_rows is None:
-        yield flags(_to_frame(engine.fetch(evidence_sql(**options))), th, window_s)
+        yield flags(_to_frame(engine.fetch(sql)), th, window_s)
         return
-    engine.create_table("incident_features", evidence_sql(**options, ordered=False))
+    engine.create_table("incident_features", sql)
     n = engine.count("incident_features")
     for lo in range(0, max(n, 1), batch_rows):
         raw = engine.fetch(f"SELECT * FROM incident_features WHERE k > {lo} AND k <= {lo + batch_rows} ORDER BY k")
