@@ -420,31 +420,25 @@ bursts AS (
   WHERE i.response_code IN ({_strings(BURST_CODES)}) AND ABS(o.t - i.t) <= {int(window_s)}
   GROUP BY i.k
 ),
-cleared AS (
-  SELECT merchant_id, txn_type, cleared_day, CAST(COUNT(*) AS BIGINT) AS n,
-    CAST(SUM(CASE WHEN credit_status = 'returned'
-      AND return_reason IN ({_strings(WRONG_ACCOUNT_RETURNS)}){returns_filter} THEN 1 ELSE 0 END)
-      AS BIGINT) AS returns
-  FROM reconciled WHERE cleared_day IS NOT NULL
-  GROUP BY merchant_id, txn_type, cleared_day
-),
-spans AS (
-  SELECT merchant_id, txn_type, CAST(SUM(returns) AS BIGINT) AS returns,
-    MIN(CASE WHEN returns > 0 THEN cleared_day END) AS first_return,
-    MAX(CASE WHEN returns > 0 THEN cleared_day END) AS last_return
-  FROM cleared
-  GROUP BY merchant_id, txn_type HAVING SUM(returns) > 0
+returned AS (
+  SELECT merchant_id, txn_type, CAST(COUNT(*) AS BIGINT) AS returns,
+    MIN(cleared_day) AS first_return, MAX(cleared_day) AS last_return
+  FROM reconciled
+  WHERE cleared_day IS NOT NULL AND credit_status = 'returned'
+    AND return_reason IN ({_strings(WRONG_ACCOUNT_RETURNS)}){returns_filter}
+  GROUP BY merchant_id, txn_type
 ),
 patterns AS (
   SELECT p.*, CAST(p.returns AS DOUBLE) / p.credits >= {_num(th.pattern_min_share)}
       AND p.returns >= {int(th.pattern_min_returns)} AS pattern
   FROM (
     SELECT s.merchant_id, s.txn_type, s.returns, s.first_return, s.last_return,
-      CAST(SUM(CASE WHEN c.cleared_day BETWEEN s.first_return AND s.last_return
-        THEN c.n ELSE 0 END) AS BIGINT) AS credits,
-      CAST(SUM(c.n) AS BIGINT) AS all_credits, MAX(c.cleared_day) AS last_cleared
-    FROM spans AS s JOIN cleared AS c
-      ON c.merchant_id = s.merchant_id AND c.txn_type = s.txn_type
+      CAST(SUM(CASE WHEN r.cleared_day BETWEEN s.first_return AND s.last_return
+        THEN 1 ELSE 0 END) AS BIGINT) AS credits,
+      CAST(COUNT(*) AS BIGINT) AS all_credits, MAX(r.cleared_day) AS last_cleared
+    FROM returned AS s JOIN reconciled AS r
+      ON r.merchant_id = s.merchant_id AND r.txn_type = s.txn_type
+    WHERE r.cleared_day IS NOT NULL
     GROUP BY s.merchant_id, s.txn_type, s.returns, s.first_return, s.last_return) AS p
 ),
 active AS (
