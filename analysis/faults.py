@@ -590,8 +590,9 @@ def _build_data(raw: pd.DataFrame, merchants: pd.DataFrame, terminals: pd.DataFr
     """:func:`fault_cells_on`'s cells as codes into the merchant, terminal and bank tables, in key order."""
     merchant = pd.Index(merchants["merchant_id"]).get_indexer(raw["merchant_id"].astype(str))
     terminal = pd.Index(terminals["terminal_id"]).get_indexer(raw["terminal_id"].astype(str))
-    banks = pd.Index(sorted({NOT_A_TRANSFER, MISSING, *raw[BANK_DIM].astype(str).unique()}))
-    bank = banks.get_indexer(raw[BANK_DIM].astype(str))
+    bank_text = raw[BANK_DIM].astype(str)
+    banks = pd.Index(sorted({NOT_A_TRANSFER, MISSING, *bank_text.unique()}))
+    bank = banks.get_indexer(bank_text)
     day0 = int(raw["day"].min())
     day = raw["day"].to_numpy(np.int64) - day0
     order = np.lexsort((merchant, bank, day, terminal))

@@ -786,12 +786,14 @@ class _Design:
     merchant_days: _Clusters
 
 
+def _metric_columns(metrics: Iterable[str]) -> list[str]:
+    """The count columns of the components of ``metrics`` (numerators, then denominator)."""
+    return [col for m in metrics for c in METRICS[m] for col in (*c.numerator, c.denominator)]
+
+
 def _count_columns(panel: pd.DataFrame) -> list[str]:
     """The panel's columns the estimators read: every metric's counts, ``unsettled``, ``mature``."""
-    wanted = ["mature", "unsettled"]
-    for components in METRICS.values():
-        for c in components:
-            wanted += [*c.numerator, c.denominator]
+    wanted = ["mature", "unsettled", *_metric_columns(METRICS)]
     return [c for c in dict.fromkeys(wanted) if c in panel.columns]
 
 
@@ -1417,10 +1419,7 @@ def _panel_counts(metrics: Sequence[str]) -> list[str]:
     >>> _panel_counts(["success_rate"])
     ['unsettled', 'reversed', 'reversal_failed', 'link_errors', 'approved', 'attempts']
     """
-    wanted = ["unsettled", *[c for signal in ONSET_SIGNALS for c in signal]]
-    for metric in metrics:
-        for c in METRICS[metric]:
-            wanted += [*c.numerator, c.denominator]
+    wanted = ["unsettled", *[c for signal in ONSET_SIGNALS for c in signal], *_metric_columns(metrics)]
     return [c for c in dict.fromkeys(wanted) if c in COUNT_COLUMNS]
 
 

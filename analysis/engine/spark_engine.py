@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -87,7 +88,7 @@ class SparkEngine(Engine):
     def create_view(self, name: str, sql: str) -> None:
         self._sql(sql).createOrReplaceTempView(name)
 
-    def create_table(self, name: str, sql: str, codes=None) -> None:
+    def create_table(self, name: str, sql: str, codes: Mapping[str, Sequence[str]] | None = None) -> None:
         # ``codes``: Spark keeps the text (its columnar cache compresses it already)
         from pyspark import StorageLevel
 
